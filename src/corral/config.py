@@ -1,0 +1,285 @@
+"""The corral.yaml schema and its one loader.
+
+Precedence, lowest to highest: the defaults in these models → the YAML file → environment
+(`CORRAL_GATEWAY_HOST`, `CORRAL_GATEWAY_PORT`) → command-line flags (passed to
+`load_config` as `overrides`). Validation happens once, at load; an invalid file raises
+`ConfigError` naming the key path and the file. API keys are `SecretStr`, so they never
+reach logs or reprs.
+
+Without a file, `default_config()` gives the default fleet: SmolLM2-135M-Instruct on vLLM's
+CPU build, served as `smollm2-135m-instruct` with alias `default`, behind a gateway on
+127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from corral.errors import ConfigError
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+DEFAULT_STORE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, so typos don't pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Capabilities(Strict):
+    """What the served model can do; verify skips checks it cannot pass, routing uses it."""
+
+    tools: bool = True
+    auto_tool_choice: bool = False
+    reasoning: bool = False
+    context_length: int = Field(default=4096, gt=0)
+    structured_output: bool = True
+
+
+class Timeouts(Strict):
+    """Gateway → engine timeouts in seconds (per deployment; defaults in the gateway section)."""
+
+    connect: float = Field(default=5.0, gt=0)
+    first_byte: float = Field(default=300.0, gt=0)
+    idle: float = Field(default=60.0, gt=0)
+    total: float = Field(default=3600.0, gt=0)
+
+
+class Limits(Strict):
+    """Per-deployment request limits enforced by the gateway."""
+
+    max_n: int = Field(default=4, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_in_flight: int = Field(default=64, ge=1)
+    max_queue: int = Field(default=256, ge=0)
+    queue_timeout: float = Field(default=30.0, gt=0)
+    allowed_fields: list[str] = Field(default_factory=list)
+
+
+class VerifyGate(Strict):
+    """Whether `corral serve` keeps a deployment out of routing until its suite passes."""
+
+    gate: bool = False
+    checks: list[str] | None = None
+
+
+class RestartPolicy(Strict):
+    """Restart an engine that dies unexpectedly, with exponential backoff."""
+
+    max_restarts: int = Field(default=3, ge=0)
+    backoff_initial: float = Field(default=2.0, gt=0)
+    backoff_max: float = Field(default=60.0, gt=0)
+
+
+class Deployment(Strict):
+    """One engine serving one model under one served name."""
+
+    name: str = Field(min_length=1, description="served model name clients ask for")
+    model: str = Field(
+        min_length=1,
+        description="store name (org/name[@revision]) or a path to a model folder",
+    )
+    engine: Literal["vllm", "sglang", "llama-server"] = "vllm"
+    runtime: Literal["process", "docker"] = "process"
+    recipe: str | None = None
+    host: str = "local"
+    aliases: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    max_model_len: int | None = Field(default=None, gt=0)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    limits: Limits = Field(default_factory=Limits)
+    timeouts: Timeouts | None = None
+    verify: VerifyGate = Field(default_factory=VerifyGate)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    startup_timeout: float = Field(default=600.0, gt=0)
+    kv_cache_gib: float | None = Field(default=None, gt=0, description="CPU engines: KV space")
+
+
+class ApiKey(Strict):
+    """A key from the config file: the key itself (kept secret) or its sha256."""
+
+    name: str
+    key: SecretStr | None = None
+    sha256: str | None = None
+    models: list[str] = Field(
+        default_factory=list, description="names, aliases or roles; empty = all"
+    )
+
+
+class Role(Strict):
+    """A role resolves to a ready deployment that meets these requirements."""
+
+    min_context: int = Field(default=0, ge=0)
+    tools: bool = False
+    reasoning: bool = False
+    prefer: list[str] = Field(default_factory=list)
+
+
+class GatewaySettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    insecure_no_auth: bool = False
+    metrics_require_key: bool = False
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class StoreRoot(Strict):
+    name: str
+    path: Path
+    read_only: bool = False
+
+
+class StoreSettings(Strict):
+    roots: list[StoreRoot] = Field(default_factory=list)
+
+
+class Host(Strict):
+    address: str = "127.0.0.1"
+    hardware: str | None = None
+    description: str = ""
+
+
+class CorralConfig(Strict):
+    """The whole corral.yaml."""
+
+    version: Literal[1] = 1
+    home: Path | None = None
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    hosts: dict[str, Host] = Field(default_factory=dict)
+    recipes_dir: Path | None = None
+    deployments: list[Deployment] = Field(default_factory=list)
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names_per_host(cls, value: list[Deployment]) -> list[Deployment]:
+        seen: set[tuple[str, str, int | None]] = set()
+        for dep in value:
+            key = (dep.name, dep.host, dep.port)
+            if dep.port is not None and key in seen:
+                raise ValueError(f"two deployments named {dep.name!r} on one host and port")
+            seen.add(key)
+        return value
+
+    def deployment(self, name: str) -> Deployment:
+        """The deployment called `name`; ConfigError naming the ones that exist if none."""
+        for dep in self.deployments:
+            if dep.name == name:
+                return dep
+        known = ", ".join(d.name for d in self.deployments) or "none"
+        raise ConfigError(f"no deployment named {name!r} (deployments: {known})")
+
+
+def default_deployment() -> Deployment:
+    """SmolLM2-135M-Instruct on vLLM CPU: the deployment `corral serve` runs without a file."""
+    return Deployment(
+        name=DEFAULT_MODEL_NAME,
+        model=DEFAULT_STORE_NAME,
+        engine="vllm",
+        recipe="smollm2-135m-cpu",
+        aliases=["default"],
+        max_model_len=4096,
+        capabilities=Capabilities(
+            tools=True, auto_tool_choice=False, reasoning=False, context_length=4096
+        ),
+    )
+
+
+def default_config() -> CorralConfig:
+    return CorralConfig(deployments=[default_deployment()])
+
+
+def _format_location(loc: tuple[int | str, ...], data: Any) -> str:
+    """Turn pydantic's location into a key path, naming list items by their `name`."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            entry = node[item]
+            label = entry.get("name") if isinstance(entry, dict) else None
+            parts[-1] = f"{parts[-1]}[{label!r}]" if label else f"{parts[-1]}[{item}]"
+            node = entry
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def validate_config(data: Any, source: str) -> CorralConfig:
+    """Validate parsed YAML; ConfigError names every bad key and the file."""
+    try:
+        return CorralConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {_format_location(tuple(err['loc']), data)}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError(
+            f"invalid configuration in {source}:\n" + "\n".join(lines),
+            hint="fix the key named above; examples/corral.yaml shows every section",
+        ) from None
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    gateway: dict[str, Any] = {}
+    if env.get("CORRAL_GATEWAY_HOST"):
+        gateway["host"] = env["CORRAL_GATEWAY_HOST"]
+    if env.get("CORRAL_GATEWAY_PORT"):
+        gateway["port"] = env["CORRAL_GATEWAY_PORT"]
+    return {"gateway": gateway} if gateway else {}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> CorralConfig:
+    """Load corral.yaml (or the default fleet when `path` is None) with env and flag overrides."""
+    env = dict(os.environ) if env is None else env
+    if path is None:
+        data: Any = default_config().model_dump(mode="json", exclude_none=True)
+        source = "the default configuration"
+    else:
+        data = read_yaml(path)
+        source = str(path)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path} must hold a mapping at the top level, not {type(data).__name__}"
+            )
+    data = _merge(_merge(data, _env_overrides(env)), overrides or {})
+    return validate_config(data, source)

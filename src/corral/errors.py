@@ -1,0 +1,91 @@
+"""One exception tree for corral. Every message says what went wrong and how to fix it.
+
+    CorralError
+     ├── ConfigError          corral.yaml or a flag is invalid (names the key and the file)
+     ├── StoreError           a model root or model is missing, corrupt, or can't be staged
+     ├── EngineError          an engine failed to start, exited, or never became ready
+     │    └── PortInUseError  the port an engine or the gateway wants is taken
+     ├── RecipeError          no recipe matches, or a recipe is malformed
+     ├── HardwareError        detection failed in a way the user must know about
+     ├── PlanError            the planner lacks an input or the settings can't fit
+     ├── VerifyError          the acceptance suite could not run (not: a check failed)
+     ├── BenchError           a benchmark could not run or its input is invalid
+     └── LedgerError          the SQLite ledger can't be opened or migrated
+
+The CLI turns a CorralError into its message and a non-zero exit; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Base of every error corral raises on purpose. `hint` says how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nhint: {self.hint}"
+        return self.message
+
+
+class ConfigError(CorralError):
+    """The configuration is invalid; the message names the key and the file."""
+
+    exit_code = 2
+
+
+class StoreError(CorralError):
+    """A model root or model is missing, corrupt, or can't be staged."""
+
+
+class EngineError(CorralError):
+    """An engine failed to start, exited early, or never became ready."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, log_tail: list[str] | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail or []
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.log_tail:
+            text += "\nlast engine log lines:\n" + "\n".join("  " + ln for ln in self.log_tail)
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        return text
+
+
+class PortInUseError(EngineError):
+    """A port corral wants to listen on (or give an engine) is already taken."""
+
+
+class RecipeError(CorralError):
+    """No recipe matches, or a recipe file is malformed."""
+
+
+class HardwareError(CorralError):
+    """Hardware detection failed in a way the user must know about."""
+
+
+class PlanError(CorralError):
+    """The planner lacks an input, or the settings cannot fit."""
+
+
+class VerifyError(CorralError):
+    """The acceptance suite could not run at all (a failing check is a result, not this)."""
+
+
+class BenchError(CorralError):
+    """A benchmark could not run, or its input is invalid."""
+
+
+class LedgerError(CorralError):
+    """The SQLite ledger can't be opened or migrated."""
