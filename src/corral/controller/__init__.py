@@ -1,0 +1,1 @@
+"""The controller: desired vs actual deployments, restarts, readiness, the verify gate."""
