@@ -40,6 +40,10 @@ class Capabilities(Strict):
     reasoning: bool = False
     context_length: int = Field(default=4096, gt=0)
     structured_output: bool = True
+    reasoning_field: Literal["reasoning", "reasoning_content"] | None = Field(
+        default=None,
+        description="the reasoning field this deployment's clients read; None accepts either",
+    )
 
 
 class Timeouts(Strict):
@@ -67,6 +71,16 @@ class VerifyGate(Strict):
 
     gate: bool = False
     checks: list[str] | None = None
+
+
+class DockerOptions(Strict):
+    """Per-deployment `docker run` settings on top of the recipe's `container` section."""
+
+    container_name: str | None = Field(default=None, description="default: the deployment name")
+    image: str | None = Field(default=None, description="replaces the recipe's image")
+    restart: str | None = Field(default=None, description="docker --restart policy, e.g. always")
+    network: str | None = Field(default=None, description="replaces the recipe's network mode")
+    extra: list[str] = Field(default_factory=list, description="more `docker run` options")
 
 
 class RestartPolicy(Strict):
@@ -102,6 +116,10 @@ class Deployment(Strict):
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     startup_timeout: float = Field(default=600.0, gt=0)
     kv_cache_gib: float | None = Field(default=None, gt=0, description="CPU engines: KV space")
+    bind: str | None = Field(
+        default=None, description="address the engine listens on (default: the recipe's, loopback)"
+    )
+    docker: DockerOptions = Field(default_factory=DockerOptions)
 
 
 class ApiKey(Strict):
@@ -132,6 +150,8 @@ class GatewaySettings(Strict):
     metrics_require_key: bool = False
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    breaker_failures: int = Field(default=3, ge=1, description="failures in a row to open")
+    breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds before a probe")
 
 
 class StoreRoot(Strict):

@@ -58,18 +58,29 @@ def engine_env(kv_gib: int = 1) -> dict[str, str]:
     }
 
 
-def start_default_engine(model_path: Path, workdir: Path, timeout: float = 300.0) -> LiveEngine:
+def start_default_engine(
+    model_path: Path,
+    workdir: Path,
+    timeout: float = 300.0,
+    *,
+    kv_gib: int = 1,
+    max_model_len: int = 4096,
+) -> LiveEngine:
     port = free_port()
     log_path = workdir / "vllm.log"
     argv = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_path), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "4096",
+        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len),
         "--enforce-eager", "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=engine_env(), start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=engine_env(kv_gib),
+            start_new_session=True,
         )
     engine = LiveEngine(proc, port, SERVED_NAME, model_path, log_path)
     deadline = time.monotonic() + timeout

@@ -45,9 +45,21 @@ def _root(
 
 
 def _register_all() -> None:
-    from corral.cli import models, serve
+    from corral.cli import (
+        bench,
+        deploy,
+        hw,
+        keys,
+        models,
+        plan,
+        recipes,
+        render,
+        report,
+        serve,
+        verify,
+    )
 
-    for module in (serve, models):
+    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report):
         module.register(app)
 
 

@@ -1,12 +1,167 @@
-"""`corral serve`: run the fleet's deployments behind the gateway until Ctrl-C."""
+"""`corral serve` and `corral status`: run the fleet behind the gateway; show what ran."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from corral.cli.common import config_from, home_of, print_json
+from corral.config import CorralConfig
+from corral.controller import serve as serving
+from corral.errors import StoreError
+from corral.ledger import runs
+from corral.ledger.db import open_ledger
+from corral.paths import ledger_path, models_dir
+from corral.store import default_model, resolve_model, store_roots
+
+
+class ConsoleReporter:
+    """Prints each startup phase with its seconds as it ends."""
+
+    def __init__(self, console: Console, width: int = 12) -> None:
+        self.console = console
+        self.width = width
+        self.t0 = time.monotonic()
+
+    def phase(self, deployment: str, name: str, seconds: float) -> None:
+        self.console.print(
+            f"  {deployment}  {name:<{self.width}} {seconds:6.1f} s", highlight=False
+        )
+
+    def note(self, deployment: str, message: str) -> None:
+        self.console.print(f"  {deployment}: {message}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def serve() -> None:
-        """Start the deployments and the gateway (foundation work in progress)."""
-        typer.echo("not yet")
+    app.command("serve")(serve)
+    app.command("status")(status)
+
+
+def serve(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="corral.yaml (default: SmolLM2 on vLLM CPU)"
+    ),
+    host: str | None = typer.Option(None, "--host", help="gateway address (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, "--port", "-p", help="gateway port (default 8000)"),
+) -> None:
+    """Start the deployments, then the OpenAI-compatible gateway, until Ctrl-C.
+
+    Without --config it serves the default fleet: SmolLM2-135M-Instruct on vLLM's CPU
+    build as `smollm2-135m-instruct` (alias `default`) on http://127.0.0.1:8000, pulling
+    the model first if it is missing. Each startup phase is printed with its seconds.
+    Ctrl-C (or SIGTERM) stops the gateway and every engine.
+
+    Example:  corral serve --config examples/corral.yaml --port 8080
+    """
+    gateway: dict[str, object] = {}
+    if host is not None:
+        gateway["host"] = host
+    if port is not None:
+        gateway["port"] = port
+    cfg = config_from(config, gateway=gateway or None)
+    home = home_of(cfg)
+    console = Console(stderr=True)
+    _ensure_default_model(cfg, home, console)
+    ok = asyncio.run(_serve(cfg, home, console))
+    if not ok:
+        console.print("stopped before the fleet was ready")
+        raise typer.Exit(130)
+
+
+async def _serve(cfg: CorralConfig, home: Path, console: Console) -> bool:
+    stop = asyncio.Event()
+    serving.install_stop_signals(stop)
+    reporter = ConsoleReporter(console)
+    names = ", ".join(d.name for d in cfg.deployments)
+    console.print(f"starting {names} (engine logs in {home / 'runs'})")
+
+    def on_ready(url: str) -> None:
+        _print_ready(console, cfg, url, time.monotonic() - reporter.t0)
+
+    ok = await serving.serve(cfg, home, reporter, stop=stop, on_ready=on_ready)
+    console.print("stopped: gateway closed, engines gone")
+    return ok
+
+
+def _print_ready(console: Console, cfg: CorralConfig, url: str, seconds: float) -> None:
+    first = cfg.deployments[0]
+    name = first.aliases[0] if first.aliases else first.name
+    console.print(f"[green]ready[/] in {seconds:.1f} s: {url}/v1  (Ctrl-C to stop)")
+    for dep in cfg.deployments:
+        aliases = f" (alias {', '.join(dep.aliases)})" if dep.aliases else ""
+        console.print(f"  model {dep.name}{aliases}", highlight=False)
+    console.print(
+        f"try:  curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{name}", "messages": [{{"role": "user", '
+        f'"content": "Say hello."}}], "max_tokens": 32}}\'',
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _ensure_default_model(cfg: CorralConfig, home: Path, console: Console) -> None:
+    """Pull the default model (with progress) if a deployment needs it and it is missing."""
+    model = default_model.SMOLLM2
+    if not any(d.model == model.repo_id for d in cfg.deployments):
+        return
+    try:
+        resolve_model(model.repo_id, store_roots(cfg, home))
+        return
+    except StoreError:
+        pass
+    console.print(f"{model.repo_id} is not in the store yet: pulling it once (about a minute)")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"pulling {model.alias}", total=None)
+
+        def on_progress(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        default_model.pull(
+            model, models_dir(home), cache_dir=home / "cache" / "wheels", on_progress=on_progress
+        )
+
+
+def status(
+    config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+) -> None:
+    """Show each deployment's last run from the ledger: state, phases, facts, events.
+
+    Example:  corral status --json
+    """
+    cfg = config_from(config)
+    with open_ledger(ledger_path(home_of(cfg))) as ledger:
+        rows = runs.status(ledger)
+    if as_json:
+        print_json(rows)
+        return
+    console = Console()
+    if not rows:
+        console.print("no runs yet: start one with `corral serve`")
+    for row in rows:
+        _print_status(console, row)
+
+
+def _print_status(console: Console, row: dict[str, object]) -> None:
+    version = row["engine_version"] or "?"
+    console.print(
+        f"[bold]{row['deployment']}[/]  run {row['run']}  {row['state']}  "
+        f"{row['engine']} {version}  {row['base_url']}",
+        highlight=False,
+    )
+    for phase in row["phases"]:  # type: ignore[attr-defined]
+        seconds = phase["seconds"]
+        shown = f"{seconds:6.1f} s" if seconds is not None else "   ..."
+        console.print(f"  {phase['name']:<12} {shown}", highlight=False)
+    for name, value in row["facts"].items():  # type: ignore[attr-defined]
+        console.print(f"  {name} = {value}", highlight=False, markup=False)
+    console.print(f"  log: {row['log_path']}", highlight=False, markup=False)

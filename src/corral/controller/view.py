@@ -8,7 +8,7 @@ if its deployment has a verify gate, the gate has passed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from corral.config import Capabilities, Limits, Timeouts
@@ -23,8 +23,8 @@ class Replica:
     base_url: str
     aliases: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
-    capabilities: Capabilities = Capabilities()
-    limits: Limits = Limits()
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts | None = None
     engine: str = "vllm"
     routable: bool = False

@@ -30,6 +30,10 @@ class LaunchSpec:
     cpu_cores: int | None = None
     cpu_kv_cache_gib: float | None = None
     python: str | None = None
+    device: str = "cpu"
+    """`cpu` (vLLM's CPU build: CPU settings, eager mode) or `gpu`."""
+    cache_dir: Path | None = None
+    """Where the engine keeps its compile cache (vLLM: VLLM_CACHE_ROOT)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,17 @@ class Fact:
     line: str = field(default="", compare=False)
 
 
-EngineEvent = Phase | Fact
+@dataclass(frozen=True)
+class Failure:
+    """A known failure the engine logged (`kind` e.g. `oom`), with how to fix it (`hint`)."""
+
+    kind: str
+    message: str
+    hint: str
+    line: str = field(default="", compare=False)
+
+
+EngineEvent = Phase | Fact | Failure
 
 
 class LogParser(Protocol):

@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -51,7 +52,15 @@ QUIRKS = {
     "no-role": "the first stream chunk carries no role",
     "ignore-stop": "stop sequences are ignored",
     "invalid-tool-args": "tool call arguments are not valid JSON",
+    "forget-needle": "a pass key hidden in the prompt is not recalled",
+    "harmony-error": "streams send an error event (gpt-oss's HarmonyError) after the first chunk",
+    "ignore-response-format": "response_format is ignored: the answer is plain text",
+    "unlisted-model": "/v1/models does not list the served model",
+    "reject-tool-messages": "a conversation with a `tool` message answers 400",
 }
+# Passkey retrieval: a prompt holding "The pass key is N" is answered with N (unless the
+# forget-needle quirk), so needle-in-a-haystack checks can pass and fail on demand.
+NEEDLE = re.compile(r"The pass key is (\d+)")
 
 TOKEN = "tok "  # noqa: S105  (a generated word, not a secret)
 
@@ -148,7 +157,24 @@ def _tool_call(function: dict[str, Any], script: Script) -> dict[str, Any]:
     }
 
 
-def _structured(body: dict[str, Any]) -> str | None:
+def _recall(body: dict[str, Any], script: Script) -> str | None:
+    if "forget-needle" in script.quirks:
+        return None
+    found = NEEDLE.search(json.dumps(body.get("messages") or []))
+    return f"The pass key is {found.group(1)}." if found else None
+
+
+def _stop_index(stop: Any, natural: int) -> int | None:
+    """Whole tokens before the first stop string found in the text, None if none occurs."""
+    text = TOKEN * natural
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    found = [text.find(s) for s in stops if s and s in text]
+    return len(text[: min(found)].split()) if found else None
+
+
+def _structured(body: dict[str, Any], script: Script) -> str | None:
+    if "ignore-response-format" in script.quirks:
+        return None
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         return json.dumps(_value_for(fmt["json_schema"].get("schema", {"type": "object"})))
@@ -179,13 +205,16 @@ def _plan(body: dict[str, Any], script: Script, chat: bool) -> Plan:
     stop_hit = bool(stop) and "ignore-stop" not in script.quirks
     visible = natural
     if stop_hit:
-        visible = max(1, natural // 2)
+        # A stop string the output contains ends it right before; any other stands for
+        # one the model would have produced halfway.
+        found = _stop_index(stop, natural)
+        visible = max(1, natural // 2) if found is None else found
     finish = "stop"
     if max_tokens is not None and visible + reasoning > int(max_tokens):
         visible = max(0, int(max_tokens) - reasoning)
         finish = "length" if "wrong-finish-reason" not in script.quirks else "stop"
     tool = _chosen_tool(body, script) if chat else None
-    text = _structured(body) if chat else None
+    text = (_structured(body, script) or _recall(body, script)) if chat else None
     if tool is not None:
         finish = "tool_calls"
     return Plan(visible, reasoning, finish, tool, text, stop_hit)
@@ -247,8 +276,9 @@ class Engine:
         return web.Response(status=200)
 
     async def models(self, _request: web.Request) -> web.Response:
+        unlisted = "unlisted-model" in self.script.quirks
         card = {
-            "id": self.script.model,
+            "id": self.script.model + ("-unlisted" if unlisted else ""),
             "object": "model",
             "created": _now(),
             "owned_by": "scripted",
@@ -302,6 +332,10 @@ class Engine:
                 self.script,
                 "NotFoundError",
             )
+        if "reject-tool-messages" in self.script.quirks and any(
+            m.get("role") == "tool" for m in body.get("messages") or []
+        ):
+            return _error(400, "the chat template cannot render a tool message", self.script)
         self.state.requests += 1
         self.state.running += 1
         try:
@@ -399,6 +433,11 @@ class Engine:
             )
             await response.write(payload)
             self.state.total_generated += 1
+            if "harmony-error" in self.script.quirks:
+                error = {"message": "HarmonyError: unexpected tokens remaining in message header",
+                         "type": "InternalServerError", "param": None, "code": 500}  # fmt: skip
+                await response.write(_sse({"error": error}))
+                break
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         if include_usage and "no-usage" not in self.script.quirks:
             usage_chunk: dict[str, Any] = {

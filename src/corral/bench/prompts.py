@@ -1,0 +1,131 @@
+"""Synthetic prompts of a set length in tokens, counted by the model's own tokenizer.
+
+Counting is done by one of two `TokenCounter`s, never by a hub download:
+- `ServerTokenizer`: the engine's `POST /tokenize` (vLLM, SGLang and the scripted engine
+  have it); chat prompts are counted with the chat template applied (`messages`).
+- `LocalTokenizer`: a transformers tokenizer from a local model folder, offline.
+
+Each prompt starts with a distinct random sequence of common words, so no two prompts
+share a prefix the engine could cache (vLLM's random dataset uses random token ids for the
+same reason); `shared_prefix` builds the opposite for the prefix-cache test.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from corral.errors import BenchError
+
+_WORD_TEXT = """
+time year people way day man thing woman life child world school state family student
+group country problem hand part place case week company system program question work
+government number night point home water room mother area money story fact month lot
+right study book eye job word business issue side kind head house service friend father
+power hour game line end member law car city community name president team minute idea
+kid body information back parent face others level office door health person art war
+history party result change morning reason research girl guy moment air teacher force
+"""
+WORDS = tuple(_WORD_TEXT.split())
+
+
+class TokenCounter(Protocol):
+    async def count(self, text: str, *, chat: bool) -> int: ...
+
+
+class ServerTokenizer:
+    """Counts with the engine's `/tokenize` endpoint."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, model: str) -> None:
+        self.client = client
+        self.url = base_url.rstrip("/") + "/tokenize"
+        self.model = model
+
+    async def count(self, text: str, *, chat: bool) -> int:
+        body: dict[str, Any] = {"model": self.model}
+        if chat:
+            body["messages"] = [{"role": "user", "content": text}]
+        else:
+            body["prompt"] = text
+        try:
+            resp = await self.client.post(self.url, json=body)
+        except httpx.HTTPError as exc:
+            raise BenchError(f"cannot reach {self.url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise BenchError(
+                f"{self.url} answered {resp.status_code}: the server cannot count tokens",
+                hint="pass --tokenizer PATH (a local model folder) to count with its tokenizer",
+            )
+        return int(resp.json()["count"])
+
+
+class LocalTokenizer:
+    """Counts with a transformers tokenizer loaded from a local folder (offline)."""
+
+    def __init__(self, folder: Path) -> None:
+        if (
+            not (folder / "tokenizer_config.json").exists()
+            and not (folder / "tokenizer.json").exists()
+        ):
+            raise BenchError(
+                f"no tokenizer in {folder}",
+                hint="--tokenizer takes a local model folder holding tokenizer.json",
+            )
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+    async def count(self, text: str, *, chat: bool) -> int:
+        if chat:
+            ids = self.tok.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+            )
+            return len(ids)
+        return len(self.tok(text)["input_ids"])
+
+    def count_sync(self, text: str) -> int:
+        """Output tokens for the no-usage fallback (no special tokens)."""
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    return [rng.choice(WORDS) for _ in range(n)]
+
+
+async def fit_prompt(
+    counter: TokenCounter, target: int, rng: random.Random, *, chat: bool, prefix: str = ""
+) -> tuple[str, int]:
+    """A prompt of `target` tokens (±1 where words split unevenly), and its exact count."""
+    words = [f"{rng.randrange(10**6)}", *_words(rng, max(1, target))]
+    best: tuple[str, int] | None = None
+    for _ in range(8):
+        text = prefix + " ".join(words)
+        count = await counter.count(text, chat=chat)
+        if best is None or abs(count - target) < abs(best[1] - target):
+            best = (text, count)
+        if count == target:
+            break
+        if count > target:
+            cut = max(1, (count - target + 1) // 2)
+            words = words[: max(1, len(words) - cut)]
+        else:
+            words.extend(_words(rng, max(1, (target - count + 1) // 2)))
+    assert best is not None
+    return best
+
+
+async def make_prompts(
+    counter: TokenCounter, n: int, target: int, *, chat: bool, seed: int = 0
+) -> list[tuple[str, int]]:
+    """`n` distinct prompts of `target` tokens each."""
+    rng = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+    return [await fit_prompt(counter, target, rng, chat=chat) for _ in range(n)]
+
+
+def shared_prefix(tokens_hint: int, seed: int = 1) -> str:
+    """A long text to share between prompts (about `tokens_hint` tokens of common words)."""
+    rng = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+    return "Read this passage: " + " ".join(_words(rng, tokens_hint)) + ".\n"

@@ -1,0 +1,64 @@
+"""`corral render DEPLOYMENT`: print the exact command corral would run for a deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from corral.cli.common import config_from, home_of
+from corral.cli.recipes import describe_recipe, print_known_issues
+from corral.hardware.detect import detect_local
+from corral.recipes.prepare import Prepared, prepare
+from corral.recipes.render import shell_lines
+from corral.runtime.docker import docker_run_argv
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render)
+
+
+def render(
+    deployment: str = typer.Argument(..., help="deployment name from corral.yaml"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml"),
+    docker: bool = typer.Option(
+        False, "--docker", help="render as `docker run` whatever the deployment's runtime"
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="use the deployment's recipe even if it doesn't match the hardware"
+    ),
+) -> None:
+    """Print the exact engine command for DEPLOYMENT (nothing is started).
+
+    Example: `corral render gpt-oss-120b --config examples/fleet-pegasus.yaml --docker`
+    prints the `docker run` the seed's GB10 deployment used. The recipe, the hardware it
+    was chosen for and its known issues go to stderr; the command alone to stdout.
+    """
+    cfg = config_from(config)
+    prepared = prepare(
+        cfg, deployment, home_of(cfg), detect_local, force=force,
+        runtime="docker" if docker else None,
+    )  # fmt: skip
+    explain(Console(stderr=True), prepared)
+    typer.echo(command_text(prepared))
+
+
+def command_text(prepared: Prepared) -> str:
+    launch = prepared.launch
+    if launch.runtime == "docker":
+        argv = docker_run_argv(launch, prepared.deployment.docker)
+        return shell_lines(argv, breaks=(len(argv) - len(launch.argv) - 1,))
+    return shell_lines(launch.argv, launch.env)
+
+
+def explain(console: Console, prepared: Prepared) -> None:
+    choice = prepared.choice
+    console.print(
+        f"# recipe {describe_recipe(choice.recipe)} for hardware {prepared.hardware_kind} "
+        f"({prepared.hardware_source})",
+        highlight=False,
+    )
+    if choice.forced:
+        console.print("[red]# forced:[/] " + "; ".join(choice.mismatches), highlight=False)
+    print_known_issues(console, choice.recipe.known_issues)

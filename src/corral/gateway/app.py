@@ -1,0 +1,294 @@
+"""The gateway's request handling: handle → authenticate → route → admit → forward → account.
+
+`Gateway` takes everything it uses as arguments (fleet view, settings, roles, key source,
+clock, HTTP session) and exposes one coroutine, `handle(request)`, that aiohttp's
+low-level server calls for every request. There is no router framework: the path is
+normalized (percent-decoding by aiohttp, then duplicate slashes, `.`/`..` segments and a
+trailing slash) and looked up in a table of the routes corral serves; anything else is a
+404, so no engine-only path (`/tokenize`, `/metrics` of the engine, ...) is reachable.
+Normalizing before the lookup and before auth means `//v1/../metrics` cannot dodge a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from corral.config import GatewaySettings, Role
+from corral.controller.view import FleetView
+from corral.gateway import limits
+from corral.gateway.admission import Admission
+from corral.gateway.auth import Authenticator, KeySource, Principal
+from corral.gateway.balance import Balancer
+from corral.gateway.errors import HttpError
+from corral.gateway.metrics import GatewayMetrics, replica_lines
+from corral.gateway.proxy import JSON_HEADERS, Exchange, Upstream
+from corral.gateway.routing import Route, Router
+
+log = logging.getLogger("corral.gateway")
+
+Handler = Callable[[web.BaseRequest, Principal], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A generation path: whether answers are normalized and stream usage is requested."""
+
+    path: str
+    rewrite: bool
+
+
+GENERATION = {
+    "/v1/chat/completions": Endpoint("/v1/chat/completions", rewrite=True),
+    "/v1/completions": Endpoint("/v1/completions", rewrite=True),
+    # Passed through as the engine answers (Responses API, Anthropic Messages API).
+    "/v1/responses": Endpoint("/v1/responses", rewrite=False),
+    "/v1/messages": Endpoint("/v1/messages", rewrite=False),
+}
+
+
+def normalize_path(path: str) -> str:
+    """Collapse `//`, resolve `.` and `..`, drop a trailing slash: one spelling per route."""
+    squashed = "/" + "/".join(part for part in path.split("/") if part)
+    return posixpath.normpath(squashed) if "." in squashed else squashed
+
+
+class Gateway:
+    """One gateway: routing, admission, proxying and accounting over a live fleet view."""
+
+    def __init__(
+        self,
+        fleet: FleetView,
+        settings: GatewaySettings,
+        *,
+        session: aiohttp.ClientSession,
+        roles: Mapping[str, Role] | None = None,
+        key_store: KeySource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.settings = settings
+        self.clock = clock
+        self.router = Router(fleet, roles)
+        self.balancer = Balancer(
+            failures=settings.breaker_failures, cooldown=settings.breaker_cooldown, clock=clock
+        )
+        self.admission = Admission()
+        self.auth = Authenticator(settings.api_keys, key_store, clock=clock)
+        self.metrics = GatewayMetrics()
+        self.upstream = Upstream(session, self.balancer, clock)
+
+    # -- dispatch --------------------------------------------------------------------
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """aiohttp's entry point: every request, every path."""
+        path = normalize_path(request.path)
+        try:
+            handler = self._lookup(request.method, path)
+            principal = self._authenticate(request, path)
+            return await handler(request, principal)
+        except HttpError as exc:
+            return error_response(exc)
+
+    def _lookup(self, method: str, path: str) -> Handler:
+        if path in GENERATION and method == "POST":
+            endpoint = GENERATION[path]
+            return lambda request, who: self.generate(request, who, endpoint)
+        if method == "GET":
+            if path == "/health":
+                return self.health
+            if path == "/metrics":
+                return self.prometheus
+            if path == "/v1/models":
+                return self.models
+            if path.startswith("/v1/models/"):
+                return self.model
+        raise HttpError(404, f"no route {method} {path}", code="unknown_route")
+
+    def _authenticate(self, request: web.BaseRequest, path: str) -> Principal:
+        if path == "/health" or (path == "/metrics" and not self.settings.metrics_require_key):
+            return Principal("")
+        return self.auth.authenticate(request.headers)
+
+    # -- small routes ----------------------------------------------------------------
+    async def health(self, _request: web.BaseRequest, _who: Principal) -> web.StreamResponse:
+        ready = sum(1 for r in self.fleet.replicas() if r.routable)
+        return json_response({"status": "ok", "routable_replicas": ready})
+
+    async def models(self, _request: web.BaseRequest, who: Principal) -> web.StreamResponse:
+        cards = [
+            _card(entry.name, entry.kind, entry.resolves_to, entry.routable, entry.context_length)
+            for entry in self.router.catalog()
+            if who.may_use(entry.name, *entry.resolves_to)
+        ]
+        return json_response({"object": "list", "data": cards})
+
+    async def model(self, request: web.BaseRequest, who: Principal) -> web.StreamResponse:
+        name = normalize_path(request.path).removeprefix("/v1/models/")
+        for entry in self.router.catalog():
+            if entry.name == name and who.may_use(entry.name, *entry.resolves_to):
+                return json_response(
+                    _card(entry.name, entry.kind, entry.resolves_to, entry.routable,
+                          entry.context_length)
+                )  # fmt: skip
+        raise HttpError(404, f"The model `{name}` does not exist.", param="model",
+                        code="model_not_found")  # fmt: skip
+
+    async def prometheus(self, _request: web.BaseRequest, _who: Principal) -> web.StreamResponse:
+        for name, gate in self.admission.gates.items():  # read at scrape time, not per request
+            self.metrics.in_flight.set((name,), gate.in_flight)
+            self.metrics.queued.set((name,), gate.queued)
+        text = self.metrics.render(self._replica_health)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    def _replica_health(self) -> Iterable[str]:
+        rows = [
+            (r.served_name, r.id, r.routable, self.balancer.state(r.id))
+            for r in self.fleet.replicas()
+        ]
+        return replica_lines(rows)
+
+    # -- generation ------------------------------------------------------------------
+    async def generate(
+        self, request: web.BaseRequest, who: Principal, endpoint: Endpoint
+    ) -> web.StreamResponse:
+        """authenticate (done) → read → route → check → admit → forward → account."""
+        started = self.clock()
+        labels = ("", "", who.name)
+        status = 500
+        ex: Exchange | None = None
+        try:
+            payload = limits.parse_body(await read_body(request, self.settings.max_body_bytes))
+            model = limits.requested_model(payload)
+            labels = ("", model, who.name)
+            route = self._route(model, who)
+            labels = (route.served_name, model, who.name)
+            ex = self._exchange(endpoint, route, payload, started)
+            response = await self._admitted(request, ex)
+            status = ex.status
+            return response
+        except HttpError as exc:
+            status = exc.status
+            raise
+        finally:
+            self._account(labels, status, ex, started)
+
+    def _route(self, model: str, who: Principal) -> Route:
+        if not who.may_use(model):
+            route = self.router.resolve(model)
+            if not who.may_use(route.served_name):
+                raise HttpError(
+                    403,
+                    f"the API key `{who.name}` may not use `{model}`; "
+                    f"it may use: {', '.join(sorted(who.scopes))}",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            return route
+        return self.router.resolve(model)
+
+    def _exchange(
+        self, endpoint: Endpoint, route: Route, payload: dict[str, object], started: float
+    ) -> Exchange:
+        head = route.candidates[0]
+        limits.check_caps(payload, head.limits, head.capabilities)
+        limits.drop_engine_fields(payload, head.limits.allowed_fields)
+        stream = payload.get("stream") is True
+        wants_usage = limits.wants_usage(payload)
+        body = limits.upstream_body(payload, route.served_name, stream=stream and endpoint.rewrite)
+        return Exchange(
+            path=endpoint.path, route=route, body=body, stream=stream, wants_usage=wants_usage,
+            rewrite=endpoint.rewrite, started=started,
+            timeouts=head.timeouts or self.settings.timeouts,
+        )  # fmt: skip
+
+    async def _admitted(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+        """Hold a slot of the deployment for the whole exchange."""
+        name = ex.route.served_name
+        head = ex.route.candidates[0].limits
+        capacity = sum(r.limits.max_in_flight for r in ex.route.candidates)
+        await self.admission.enter(name, capacity, head.max_queue, head.queue_timeout)
+        try:
+            return await self.upstream.forward(request, ex)
+        finally:
+            self.admission.leave(name)
+
+    def _account(
+        self, labels: tuple[str, str, str], status: int, ex: Exchange | None, started: float
+    ) -> None:
+        m = self.metrics
+        m.requests.inc((*labels, str(status)))
+        if ex is None or ex.replica is None:
+            return
+        end = self.clock()
+        m.e2e.observe(labels, end - started)
+        if ex.first_at is not None:
+            m.ttft.observe(labels, ex.first_at - started)
+        for gap in ex.gaps:
+            m.gap.observe(labels, gap)
+        if ex.retried:
+            m.retries.inc((labels[0],))
+        tokens = ex.tokens
+        if tokens.seen:
+            m.prompt_tokens.inc(labels, tokens.prompt)
+            m.completion_tokens.inc(labels, tokens.completion)
+        reasoning = tokens.reasoning or ex.reasoning_chunks
+        if reasoning:
+            m.reasoning_tokens.inc(labels, reasoning)
+
+
+# -- helpers ---------------------------------------------------------------------------
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The request body, refusing (413) more than `limit` bytes before reading them all."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(
+        413, f"request body is larger than the gateway's limit of {limit} bytes",
+        code="request_too_large",
+    )  # fmt: skip
+
+
+def error_response(exc: HttpError) -> web.Response:
+    return web.Response(status=exc.status, body=exc.body(), headers={**JSON_HEADERS, **exc.headers})
+
+
+def json_response(obj: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(obj).encode(), headers=JSON_HEADERS)
+
+
+def _card(
+    name: str, kind: str, targets: Sequence[str], routable: bool, context: int | None
+) -> dict[str, object]:
+    """An OpenAI model card plus corral's routing facts under `corral`."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "corral",
+        "corral": {
+            "kind": kind,
+            "resolves_to": list(targets),
+            "routable": routable,
+            "context_length": context,
+        },
+    }

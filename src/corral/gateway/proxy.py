@@ -1,0 +1,283 @@
+"""Forward one request to a replica and relay the answer: open → relay (whole or stream).
+
+Failover: a connect error, or a 5xx before any byte went to the client, is retried once on
+another replica (never the same one, never after the client got a byte). Each failure
+counts toward that replica's breaker (balance.py).
+
+Timeouts (per deployment, else the gateway's): `connect` for the TCP connect; `first_byte`
+until the engine's response headers and, for a stream, its first event; `idle` between
+stream reads; `total` for the whole exchange. A stream that the engine stops feeding, or
+drops mid-answer, ends for the client with an error event and `data: [DONE]`.
+
+Cancellation: the server runs with handler cancellation, so a client that goes away
+cancels the handler task; leaving the `try` closes the engine connection (not returned to
+the pool), which is how vLLM learns to abort the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from corral.config import Timeouts
+from corral.controller.view import Replica
+from corral.gateway.balance import Balancer
+from corral.gateway.errors import HttpError, engine_error_body
+from corral.gateway.normalize import Tokens, normalize, read_usage
+from corral.gateway.routing import Route
+from corral.gateway.sse import DONE, SseRelay, error_event
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+
+
+@dataclass
+class Exchange:
+    """One client request on its way through: what was asked and what happened."""
+
+    path: str
+    route: Route
+    body: bytes
+    stream: bool
+    wants_usage: bool
+    rewrite: bool
+    started: float
+    timeouts: Timeouts
+    replica: Replica | None = None
+    status: int = 0
+    first_at: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    tokens: Tokens = field(default_factory=Tokens)
+    reasoning_chunks: int = 0
+    retried: bool = False
+
+
+@dataclass
+class Opened:
+    replica: Replica
+    response: aiohttp.ClientResponse
+
+
+class Upstream:
+    """Talks to engines through one shared aiohttp session."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, balancer: Balancer, clock: Callable[[], float]
+    ) -> None:
+        self.session = session
+        self.balancer = balancer
+        self.clock = clock
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    async def forward(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+        """Open on a replica (with one failover), then relay the answer to the client."""
+        opened = await self._open_with_failover(ex)
+        ex.replica = opened.replica
+        outcome = "abandoned"  # the client left (cancelled) unless set below
+        try:
+            if ex.stream and opened.response.status == 200:
+                response = await self._relay_stream(request, ex, opened.response)
+            else:
+                response = await self._relay_whole(ex, opened.response)
+            outcome = "failed" if ex.status >= 500 else "ok"
+            return response
+        except HttpError:
+            outcome = "failed"
+            raise
+        finally:
+            self._settle(opened, outcome)
+
+    def _settle(self, opened: Opened, outcome: str) -> None:
+        """Give the connection back (or close it if the answer was cut) and tell the breaker."""
+        replica_id = opened.replica.id
+        if outcome == "ok":
+            opened.response.release()
+        else:
+            opened.response.close()  # unread body: closing is what makes the engine abort
+        self.balancer.end(replica_id)
+        if outcome == "failed":
+            self.balancer.failed(replica_id)
+        elif outcome == "abandoned":
+            self.balancer.abandon(replica_id)
+
+    # -- open ------------------------------------------------------------------------
+    async def _open_with_failover(self, ex: Exchange) -> Opened:
+        tried: list[str] = []
+        failure: HttpError | None = None
+        for _ in range(2):
+            replica = self.balancer.pick(ex.route.candidates, tried)
+            if replica is None:
+                break
+            if tried:
+                ex.retried = True
+            tried.append(replica.id)
+            opened, failure = await self._try(replica, ex)
+            if opened is not None:
+                return opened
+        raise failure or HttpError(
+            503, f"no replica of `{ex.route.requested}` is available", code="no_ready_replica",
+            headers={"Retry-After": "5"},
+        )  # fmt: skip
+
+    async def _try(self, replica: Replica, ex: Exchange) -> tuple[Opened | None, HttpError | None]:
+        """One attempt. Success → (opened, None); a retryable failure → (None, error)."""
+        self.balancer.begin(replica.id)
+        ok = False
+        try:
+            response = await self._post(replica, ex)
+            if response.status < 500:  # a 4xx is the client's fault, not the replica's
+                ok = True
+                self.balancer.succeeded(replica.id)
+                return Opened(replica, response), None
+            raw = await self._read_error(response)
+            self.balancer.failed(replica.id)
+            body = engine_error_body(response.status, raw)
+            return None, HttpError(response.status, "engine error", source="engine", payload=body)
+        except RETRYABLE as exc:
+            self.balancer.failed(replica.id)
+            return None, HttpError(
+                502,
+                f"could not reach the engine of `{replica.served_name}` ({replica.id}): "
+                f"{exc.__class__.__name__}",
+                code="engine_unreachable",
+            )
+        finally:
+            if not ok:
+                self.balancer.end(replica.id)
+
+    async def _post(self, replica: Replica, ex: Exchange) -> aiohttp.ClientResponse:
+        loop = asyncio.get_running_loop()
+        deadline = min(ex.started + ex.timeouts.total, loop.time() + ex.timeouts.first_byte)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.session.post(
+                    replica.base_url + ex.path,
+                    data=ex.body,
+                    headers=JSON_HEADERS,
+                    timeout=self._client_timeout(ex.timeouts.connect),
+                )
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise aiohttp.ClientConnectionError("connect timed out") from exc
+            raise HttpError(
+                504,
+                f"the engine of `{replica.served_name}` sent nothing within "
+                f"{ex.timeouts.first_byte:g} s (first-byte timeout)",
+                code="engine_timeout",
+            ) from None
+
+    async def _read_error(self, response: aiohttp.ClientResponse) -> bytes:
+        raw = b""
+        try:
+            async with asyncio.timeout(5.0):
+                raw = await response.read()
+        except (TimeoutError, *RETRYABLE):
+            pass
+        finally:
+            response.close()
+        return raw
+
+    def _client_timeout(self, connect: float) -> aiohttp.ClientTimeout:
+        timeout = self._client_timeouts.get(connect)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect)
+            self._client_timeouts[connect] = timeout
+        return timeout
+
+    # -- relay -----------------------------------------------------------------------
+    async def _relay_whole(self, ex: Exchange, upstream: aiohttp.ClientResponse) -> web.Response:
+        loop = asyncio.get_running_loop()
+        deadline = min(ex.started + ex.timeouts.total, loop.time() + ex.timeouts.idle)
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await upstream.read()
+        except TimeoutError:
+            why = "the engine stopped sending its answer (idle or total timeout)"
+            raise HttpError(504, why, code="engine_timeout") from None
+        except RETRYABLE as exc:
+            raise HttpError(
+                502, f"the engine dropped the connection mid-answer ({exc.__class__.__name__})",
+                code="engine_disconnected",
+            ) from None  # fmt: skip
+        ex.first_at = self.clock()
+        ex.status = upstream.status
+        if upstream.status >= 400:
+            body = engine_error_body(upstream.status, raw)
+            return web.Response(status=upstream.status, body=body, headers=JSON_HEADERS)
+        content_type = upstream.headers.get("Content-Type", "application/json")
+        if ex.rewrite and content_type.startswith("application/json"):
+            raw = self._rewrite_whole(ex, raw)
+        headers = {"Content-Type": content_type}
+        return web.Response(status=upstream.status, body=raw, headers=headers)
+
+    def _rewrite_whole(self, ex: Exchange, raw: bytes) -> bytes:
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return raw
+        if not isinstance(obj, dict):
+            return raw
+        read_usage(obj, ex.tokens)
+        normalize(obj, ex.route.requested)
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    async def _relay_stream(
+        self, request: web.BaseRequest, ex: Exchange, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        await response.prepare(request)
+        ex.status = 200
+        relay = SseRelay(ex.route.requested, wants_usage=ex.wants_usage, rewrite=ex.rewrite)
+        tail = await self._pump(ex, upstream, relay, response)
+        if tail:
+            await response.write(tail)
+        await response.write_eof()
+        ex.tokens = relay.tokens
+        ex.reasoning_chunks = relay.reasoning_chunks
+        return response
+
+    async def _pump(
+        self, ex: Exchange, upstream: aiohttp.ClientResponse, relay: SseRelay,
+        response: web.StreamResponse,
+    ) -> bytes:  # fmt: skip
+        """Copy engine events to the client until the end; returns what still must be sent."""
+        loop = asyncio.get_running_loop()
+        total_deadline = ex.started + ex.timeouts.total
+        wait, phase = ex.timeouts.first_byte, "first-byte"
+        last = 0.0
+        try:
+            while True:
+                async with asyncio.timeout_at(min(total_deadline, loop.time() + wait)):
+                    data = await upstream.content.readany()
+                if not data:
+                    return relay.finish()
+                now = self.clock()
+                if ex.first_at is None:
+                    ex.first_at = now
+                    wait, phase = ex.timeouts.idle, "idle"
+                else:
+                    ex.gaps.append(now - last)
+                last = now
+                out = relay.feed(data)
+                if out:
+                    await response.write(out)
+        except TimeoutError:
+            which = "total" if loop.time() >= total_deadline else phase
+            return self._cut(ex, relay, f"the engine sent nothing within the {which} timeout")
+        except RETRYABLE as exc:
+            why = f"the engine closed the stream mid-answer ({exc.__class__.__name__})"
+            return self._cut(ex, relay, why)
+
+    def _cut(self, ex: Exchange, relay: SseRelay, why: str) -> bytes:
+        ex.status = 502 if "closed" in why else 504
+        if relay.done:
+            return b""
+        relay.done = True
+        code = "engine_disconnected" if ex.status == 502 else "engine_timeout"
+        return error_event(ex.status, why, code) + DONE

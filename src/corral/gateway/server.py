@@ -1,0 +1,159 @@
+"""`GatewayServer`: the gateway as a start/stop object inside the controller's asyncio loop.
+
+    server = GatewayServer(fleet, settings, roles=config.roles, key_store=store)
+    await server.start()        # binds settings.host:settings.port (or `port=` override)
+    ...                         # server.url, server.gateway.metrics
+    await server.stop()
+
+States: created → started (listening) → stopped. `start` raises `PortInUseError` naming
+the port when it is taken, and `ConfigError` when the gateway would listen beyond
+loopback without any API key (unless `insecure_no_auth`, which logs a loud warning).
+`stop` closes the listening socket, cancels in-flight handlers (which closes their engine
+connections) and closes the HTTP session if the server created it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import aiohttp
+from aiohttp import web
+
+from corral.config import GatewaySettings, Role
+from corral.controller.view import FleetView
+from corral.errors import ConfigError, PortInUseError
+from corral.gateway.app import Gateway
+from corral.gateway.auth import KeySource
+
+log = logging.getLogger("corral.gateway")
+
+# Below the engines' keep-alive (uvicorn's default is 5 s) so a pooled connection is never
+# reused just as the engine closes it, which would look like an engine failure.
+UPSTREAM_KEEPALIVE_SECONDS = 3.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def upstream_session() -> aiohttp.ClientSession:
+    """The shared engine client: no pool limit (admission bounds concurrency), no cookies."""
+    connector = aiohttp.TCPConnector(
+        limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS, enable_cleanup_closed=False
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+class GatewayServer:
+    """Owns the listening socket and (unless given one) the upstream session."""
+
+    def __init__(
+        self,
+        fleet: FleetView,
+        settings: GatewaySettings,
+        *,
+        roles: Mapping[str, Role] | None = None,
+        key_store: KeySource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        session: aiohttp.ClientSession | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.settings = settings
+        self.roles = roles
+        self.key_store = key_store
+        self.clock = clock
+        self.host = host or settings.host
+        self.port = settings.port if port is None else port
+        self._session = session
+        self._owns_session = session is None
+        self._runner: web.ServerRunner | None = None
+        self.gateway: Gateway | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Check exposure, build the gateway, bind host:port. Port 0 picks a free port."""
+        session = self._session or upstream_session()
+        self._session = session
+        gateway = Gateway(
+            self.fleet, self.settings, session=session, roles=self.roles,
+            key_store=self.key_store, clock=self.clock,
+        )  # fmt: skip
+        self._check_exposure(gateway)
+        server = web.Server(gateway.handle, handler_cancellation=True)
+        runner = web.ServerRunner(server, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port, backlog=1024).start()
+        except OSError as exc:
+            await runner.cleanup()
+            await self._close_session()
+            raise _bind_error(exc, self.host, self.port) from exc
+        self.port = _bound_port(runner, self.port)
+        self._runner, self.gateway = runner, gateway
+        log.info("gateway listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening and end in-flight requests. Safe to call twice."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._close_session()
+
+    async def _close_session(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _check_exposure(self, gateway: Gateway) -> None:
+        if is_loopback(self.host) or gateway.auth.enabled():
+            return
+        if self.settings.insecure_no_auth:
+            log.warning(
+                "INSECURE: the gateway listens on %s with NO API KEY; anyone who can reach "
+                "this address can use every model. Add keys with `corral keys create`.",
+                self.host,
+            )
+            return
+        raise ConfigError(
+            f"refusing to listen on {self.host} without API keys: the gateway would be open "
+            "to anyone who can reach that address",
+            hint="create a key with `corral keys create --name NAME`, add gateway.api_keys "
+            "to corral.yaml, bind 127.0.0.1, or (not recommended) set "
+            "gateway.insecure_no_auth / --insecure-no-auth",
+        )
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> Exception:
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(
+            f"the gateway cannot listen on {host}:{port}: port {port} is already in use",
+            hint=f"stop whatever listens on port {port}, or pick another with --port",
+        )
+    return ConfigError(f"the gateway cannot listen on {host}:{port}: {exc.strerror}")
+
+
+def _bound_port(runner: web.ServerRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested

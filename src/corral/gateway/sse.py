@@ -1,0 +1,107 @@
+"""Relay a server-sent-event stream from an engine, rewriting each `data:` event.
+
+The relay is fed raw bytes as they arrive and returns the bytes to send on, so one read
+from the engine becomes at most one write to the client. Events are split on a blank line
+(`\\n\\n`, what vLLM, SGLang and llama-server send). An event that is not JSON passes
+through unchanged: the gateway does not repair an engine's output, it only must not
+hang or crash on it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from corral.gateway.errors import error_dict
+from corral.gateway.normalize import (
+    Tokens,
+    has_reasoning_delta,
+    is_usage_chunk,
+    normalize,
+    read_usage,
+)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse_event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_event(status: int, message: str, code: str) -> bytes:
+    """The event that ends a stream the gateway had to cut (engine hung or died)."""
+    return sse_event(error_dict(status, message, code=code))
+
+
+class SseRelay:
+    """Normalizes an OpenAI chat/completions stream chunk by chunk and counts tokens."""
+
+    def __init__(self, requested: str, *, wants_usage: bool, rewrite: bool = True) -> None:
+        self.requested = requested
+        self.wants_usage = wants_usage
+        self.rewrite = rewrite
+        self.tokens = Tokens()
+        self.reasoning_chunks = 0
+        self.done = False
+        self.events = 0
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to send on for `data` (complete events only; a partial one waits)."""
+        if not self.rewrite:
+            self.events += data.count(b"\n\n")
+            return data
+        buffer = self._buffer + data if self._buffer else data
+        out: list[bytes] = []
+        start = 0
+        while not self.done:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            piece = self._event(buffer[start:end])
+            if piece:
+                out.append(piece)
+            start = end + 2
+        self._buffer = buffer[start:] if not self.done else b""
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """What to send after the engine's last byte: any unterminated event, then [DONE]."""
+        tail = b""
+        if self._buffer.strip() and not self.done:
+            tail = self._event(self._buffer.strip())
+        self._buffer = b""
+        if not self.done and self.rewrite:
+            self.done = True
+            tail += DONE
+        return tail
+
+    def _event(self, event: bytes) -> bytes:
+        self.events += 1
+        if not event.startswith(b"data:"):
+            return event + b"\n\n"
+        payload = event[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return DONE
+        try:
+            obj = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return event + b"\n\n"
+        if not isinstance(obj, dict):
+            return event + b"\n\n"
+        return self._chunk(obj)
+
+    def _chunk(self, obj: dict[str, Any]) -> bytes:
+        if "usage" in obj:
+            read_usage(obj, self.tokens)
+            if not self.wants_usage:
+                if is_usage_chunk(obj):
+                    return b""
+                del obj["usage"]
+        if isinstance(obj.get("error"), dict):
+            obj["error"].setdefault("source", "engine")
+        elif has_reasoning_delta(obj):
+            self.reasoning_chunks += 1
+        normalize(obj, self.requested)
+        return sse_event(obj)

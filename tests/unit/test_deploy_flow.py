@@ -1,0 +1,155 @@
+"""`corral deploy` / `stop` / report end to end against the scripted engine (a real process
+on loopback), and the docker path against the stand-in `docker` replaying a GB10 vLLM log."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.config import CorralConfig, Deployment, load_config
+from corral.deploy.flow import DeployOptions, Services, deploy, log_lines, stop
+from corral.errors import EngineError
+from corral.ledger import runs
+from corral.ledger.db import Ledger, open_ledger
+from corral.ledger.launches import launch_of, runs_of
+from corral.report.logbook import collect
+from corral.report.markdown import render
+from corral.runtime.detached import alive
+from corral.runtime.docker import DockerCli
+from corral.testing.launch import scripted_engine
+from tests.support.docker import install_fake_docker
+from tests.support.vllm import free_port
+from tests.unit.test_render import PEGASUS, cpu_box
+
+SCRIPTED_RECIPE = {
+    "name": "scripted-cpu",
+    "description": "the scripted engine standing in for vLLM",
+    "match": {"models": ["fake-model"], "hardware": ["cpu"]},
+    "runtime": "process",
+    "process": {"command": ["{python}", "-m", "corral.testing.scripted_engine"]},
+    "args": ["--model", "{served_name}", "--host", "{host}", "--port", "{port}", "--tokens", "8"],
+    "served_name": "{served_name}",
+    "known_issues": [
+        {"id": "fake-issue", "condition": "always", "message": "it is fake", "action": "none"}
+    ],
+}
+
+
+def make_config(tmp_path: Path, extra_args: list[str] | None = None) -> CorralConfig:
+    recipes = tmp_path / "recipes"
+    recipes.mkdir(exist_ok=True)
+    (recipes / "scripted.yaml").write_text(yaml.safe_dump(SCRIPTED_RECIPE))
+    model = tmp_path / "fake-model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"\0" * 4096)
+    dep = Deployment(name="fake", model=str(model), recipe="scripted-cpu", port=free_port(),
+                     args=extra_args or [], startup_timeout=30)  # fmt: skip
+    return CorralConfig(home=tmp_path, recipes_dir=recipes, deployments=[dep])
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with open_ledger(tmp_path / "ledger.sqlite3") as opened:
+        yield opened
+
+
+def services_for(ledger: Ledger, home: Path, docker: DockerCli | None = None) -> Services:
+    said: list[str] = []
+    return Services(ledger, home, cpu_box, docker=docker or DockerCli(),
+                    say=lambda kind, text: said.append(f"{kind} {text}"))  # fmt: skip
+
+
+QUICK = DeployOptions(checks=["models", "chat"])
+
+
+def test_deploy_verify_report_stop(tmp_path: Path, ledger: Ledger) -> None:
+    config = make_config(tmp_path)
+    services = services_for(ledger, tmp_path)
+    result = deploy(config, "fake", services, QUICK)
+    try:
+        assert not result.adopted
+        assert [r.status.value for r in result.verify] == ["pass", "pass"]
+        run = runs_of(ledger, "fake")[-1]
+        assert run["state"] == "ready"
+        launch = launch_of(ledger, result.run_id)
+        assert launch is not None
+        assert launch.pid is not None
+        assert alive(launch.pid, launch.pid_started_at)
+        assert "READY port=" in "".join(log_lines("fake", services))
+        report = render(collect(ledger, "fake"))
+        assert launch.shell_command in report
+        assert "| models | pass |" in report
+        assert "**fake-issue**" in report
+        assert "| 1 | Launch (process or container start)" in report
+    finally:
+        stop("fake", services)
+    assert runs_of(ledger, "fake")[-1]["state"] == "stopped"
+    assert not alive(launch.pid, launch.pid_started_at)
+    kinds = [e["kind"] for e in runs.events(ledger, "fake")]
+    assert kinds == ["start", "ready", "stop"]
+
+
+def test_second_deploy_adopts_and_a_dead_engine_is_settled(tmp_path: Path, ledger: Ledger) -> None:
+    config = make_config(tmp_path)
+    services = services_for(ledger, tmp_path)
+    first = deploy(config, "fake", services, DeployOptions(verify=False))
+    again = deploy(config, "fake", services, DeployOptions(verify=False))
+    assert again.adopted
+    assert again.run_id == first.run_id
+    launch = launch_of(ledger, first.run_id)
+    assert launch is not None
+    assert launch.pid is not None
+    os.killpg(launch.pid, signal.SIGKILL)  # the engine dies behind corral's back
+    third = deploy(config, "fake", services, DeployOptions(verify=False))
+    try:
+        assert third.run_id != first.run_id
+        states = [r["state"] for r in runs_of(ledger, "fake")]
+        assert states == ["failed", "ready"]
+        assert "crash" in [e["kind"] for e in runs.events(ledger, "fake")]
+    finally:
+        stop("fake", services)
+
+
+def test_an_engine_that_exits_during_startup_fails_the_run(tmp_path: Path, ledger: Ledger) -> None:
+    config = make_config(tmp_path, extra_args=["--no-such-flag"])
+    services = services_for(ledger, tmp_path)
+    with pytest.raises(EngineError, match="exited during startup"):
+        deploy(config, "fake", services, QUICK)
+    run = runs_of(ledger, "fake")[-1]
+    assert run["state"] == "failed"
+    assert run["ended_at"] is not None
+    with pytest.raises(EngineError, match="no running engine"):
+        stop("fake", services)
+
+
+def test_docker_deploy_watches_the_container_log(
+    tmp_path: Path, ledger: Ledger, shared_fixtures: Path
+) -> None:
+    """GB10 deployment via the stand-in docker; the scripted engine answers for the
+    container, the recorded GB10 vLLM 0.14 log is what `docker logs -f` says."""
+    log = shared_fixtures / "logs" / "vllm" / "gpt-oss-120b-gb10-vllm-0.14.0rc1.log"
+    fake = install_fake_docker(tmp_path / "bin", tmp_path / "state", log)
+    config = load_config(PEGASUS)
+    served = config.deployments[0].model.replace("openai/gpt-oss-120b@", "")
+    served = f"/models/models--openai--gpt-oss-120b/snapshots/{served}"
+    with scripted_engine("--tokens", "4", model=served) as engine:
+        dep = config.deployments[0].model_copy(update={"port": engine.port, "bind": "127.0.0.1"})
+        config = config.model_copy(update={"deployments": [dep], "home": tmp_path})
+        services = services_for(ledger, tmp_path, DockerCli(str(fake.executable)))
+        result = deploy(config, "gpt-oss-120b", services, DeployOptions(verify=False))
+        facts = runs.facts(ledger, result.run_id)
+        assert facts["kv_cache_tokens"] == "545824 tokens"
+        assert facts["engine_version"] == "0.14.0rc1.dev375+g8409484b4"
+        report = render(collect(ledger, "gpt-oss-120b"))
+        assert "| KV cache capacity | 545,824 tokens |" in report
+        assert "--name gpt-oss-120b" in report
+        assert "**marlin-hang-sm12x**" in report
+        stop("gpt-oss-120b", services)
+    assert fake.calls()[0][0] == "run"
+    assert ["rm", "-f", "gpt-oss-120b"] in fake.calls()
