@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from corral.errors import ConfigError
 
@@ -127,10 +135,16 @@ class ApiKey(Strict):
 
     name: str
     key: SecretStr | None = None
-    sha256: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     models: list[str] = Field(
         default_factory=list, description="names, aliases or roles; empty = all"
     )
+
+    @model_validator(mode="after")
+    def _key_or_hash(self) -> ApiKey:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError(f"api key {self.name!r}: set exactly one of `key` or `sha256`")
+        return self
 
 
 class Role(Strict):

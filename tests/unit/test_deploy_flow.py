@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,4 +155,61 @@ def test_docker_deploy_watches_the_container_log(
         assert "**marlin-hang-sm12x**" in report
         stop("gpt-oss-120b", services)
     assert fake.calls()[0][0] == "run"
+    assert (
+        "Application startup complete."
+        in Path(str(runs_of(ledger, "gpt-oss-120b")[-1]["log_path"])).read_text()
+    )
+    assert ["rm", "-f", "gpt-oss-120b"] in fake.calls()
+
+
+def test_deploy_killed_with_sigkill_leaves_a_consistent_ledger(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """corral dies mid-startup; the detached engine lives on and the next deploy adopts it."""
+    config = make_config(tmp_path, extra_args=["--slow-start", "3"])
+    config_file = tmp_path / "corral.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral", "deploy", "fake", "--config", str(config_file),
+         "--no-verify"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (ledger.conn.execute("SELECT 1 FROM run_launches").fetchone()):
+            assert time.monotonic() < deadline, "deploy recorded no launch"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert ledger.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert runs_of(ledger, "fake")[-1]["state"] == "starting"
+    services = services_for(ledger, tmp_path)
+    result = deploy(config, "fake", services, DeployOptions(verify=False))
+    try:
+        assert result.adopted
+        assert runs_of(ledger, "fake")[-1]["state"] == "ready"
+    finally:
+        stop("fake", services)
+
+
+def test_a_hang_names_the_recipes_known_issue(
+    tmp_path: Path, ledger: Ledger, shared_fixtures: Path
+) -> None:
+    """A GB10 start that stops at "Using Marlin backend" (a synthetic tail on a real log
+    head) and never answers: the error names the recipe's known issue and its remedy."""
+    real = (shared_fixtures / "logs" / "vllm" / "gpt-oss-120b-gb10-vllm-0.14.0rc1.log").read_text()
+    hang = tmp_path / "hang.log"
+    marlin = "(EngineCore_DP0 pid=1) INFO 02-09 07:27:31 [mxfp4.py:1] Using Marlin backend\n"
+    hang.write_text("".join(real.splitlines(keepends=True)[:20]) + marlin)
+    fake = install_fake_docker(tmp_path / "bin", tmp_path / "state", hang)
+    config = load_config(PEGASUS)
+    dep = config.deployments[0].model_copy(update={"port": free_port(), "bind": "127.0.0.1"})
+    config = config.model_copy(update={"deployments": [dep], "home": tmp_path})
+    services = services_for(ledger, tmp_path, DockerCli(str(fake.executable)))
+    with pytest.raises(EngineError, match="not ready after 3 s") as err:
+        deploy(config, "gpt-oss-120b", services, DeployOptions(verify=False, timeout=3))
+    assert "known issue marlin-hang-sm12x" in str(err.value)
+    assert "Using Marlin backend" in err.value.log_tail[-1]
+    assert runs_of(ledger, "gpt-oss-120b")[-1]["state"] == "failed"
     assert ["rm", "-f", "gpt-oss-120b"] in fake.calls()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -119,3 +122,29 @@ def test_unknown_placeholder_is_rejected(tmp_path: Path) -> None:
 def test_missing_recipes_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="is not a folder"):
         load_recipes(tmp_path / "nope")
+
+
+def _corral(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_recipes_cli_list_show_match() -> None:
+    listed = _corral("recipes", "list")
+    assert listed.returncode == 0
+    assert "gpt-oss-120b-gb10" in listed.stdout
+    shown = _corral("recipes", "show", "gpt-oss-120b-gb10")
+    assert Recipe.model_validate(yaml.safe_load(shown.stdout)).name == "gpt-oss-120b-gb10"
+    matched = _corral("recipes", "match", "openai/gpt-oss-120b", "--hardware", "gb10")
+    assert "fits gpt-oss-120b-gb10" in matched.stdout
+    assert "marlin-hang-sm12x" in matched.stdout
+    none = _corral("recipes", "match", "openai/gpt-oss-120b", "--hardware", "cpu")
+    assert none.returncode == 1
+    missing = _corral("recipes", "show", "nope")
+    assert missing.returncode == 1
+    assert "no recipe named 'nope'" in missing.stderr

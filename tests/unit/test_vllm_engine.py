@@ -259,3 +259,12 @@ def test_year_turns_when_the_month_goes_back() -> None:
     )
     phase = next(e for e in events if isinstance(e, Phase))
     assert phase.at == at(2026, 1, 1, "00:00:05")
+
+
+def test_an_unknown_architecture_is_a_known_failure() -> None:
+    line = (
+        "  Value error, The checkpoint you are trying to load has model type `x` but "
+        "Transformers does not recognize this architecture."
+    )
+    (found,) = failures(VllmLogParser(year=2026).feed(line))
+    assert found.kind == "unsupported_architecture"

@@ -15,7 +15,7 @@ from corral.ledger import open_ledger
 from corral.testing.launch import scripted_engine
 from corral.verify import Status
 from corral.verify.gate import make_gate, run_gate
-from corral.verify.store import latest_verify_run
+from corral.verify.store import latest_verify_run, verify_summary
 
 
 def _deployment(gate: bool, checks: list[str] | None) -> Deployment:
@@ -48,6 +48,13 @@ async def test_gate_fails_on_a_failing_check(tmp_path: Path) -> None:
     assert run is not None
     assert run.count(Status.FAIL) == 1
     assert "[DONE]" in run.results[0].detail
+    with open_ledger(ledger) as db:
+        summary = verify_summary(db, "scripted")
+        assert verify_summary(db, "never-verified") is None
+    assert summary is not None
+    assert summary["passed"] is False
+    assert summary["counts"] == {"pass": 0, "fail": 1, "skip": 0}
+    assert list(summary["failed"]) == ["streaming"]
 
 
 async def test_gate_off_runs_nothing(tmp_path: Path) -> None:

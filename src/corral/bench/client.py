@@ -8,6 +8,8 @@ rest (role-only or empty deltas), which are ignored for timing as guidellm and a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +42,32 @@ class Endpoint:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+
+@dataclass
+class _Wire:
+    """Per-request trace context: the timeline whose `sent` the trace updates."""
+
+    tl: Timeline
+    clock: Clock
+
+
+async def _body_sent(
+    _session: aiohttp.ClientSession, ctx: Any, _params: aiohttp.TraceRequestChunkSentParams
+) -> None:
+    wire = ctx.trace_request_ctx
+    if isinstance(wire, _Wire):
+        wire.tl.sent = wire.clock()
+
+
+def wire_trace() -> aiohttp.TraceConfig:
+    """Re-stamp `sent` when the request body is handed to the socket. aiohttp writes the
+    body from a task of its own (Python < 3.12), so on a busy loop the request leaves a
+    loop turn or more after `session.post` is called; that wait is the client's, and
+    counting it in TTFT would blame the server for it (it shows in queue delay instead)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_body_sent)
+    return trace
 
 
 def build_payload(
@@ -92,6 +120,9 @@ def record_event(tl: Timeline, data: dict[str, Any], at: float, keep_text: bool)
         if kind is None:
             continue
         tl.add_chunk(at, kind)
+        if "x_t" in data:
+            tl.server_times.append(data["x_t"])
+            tl.server_recv = data.get("x_recv")
         if keep_text and text:
             if kind == "reasoning":
                 tl.reasoning_text += text
@@ -103,6 +134,16 @@ def _events(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Complete lines of `buffer`, and the unfinished tail."""
     *lines, tail = buffer.split(b"\n")
     return lines, tail
+
+
+async def _drain(response: aiohttp.ClientResponse, grace: float = 1.0) -> None:
+    """Read the end of the HTTP response after `[DONE]` (the chunked terminator), so the
+    connection goes back to the pool. Leaving it unread makes aiohttp close it, and every
+    next request then pays a new TCP connection, accepted by a server that may be busy."""
+    # A server that keeps the stream open after [DONE] times out here: the connection is
+    # dropped instead of reused.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(response.content.read(), grace)
 
 
 async def _read_stream(
@@ -120,6 +161,7 @@ async def _read_stream(
                 continue  # blank separators, comments (": ping"), `event:` lines
             payload = raw[5:].strip()
             if payload == b"[DONE]":
+                await _drain(response)
                 return
             try:
                 data = json.loads(payload)
@@ -143,7 +185,9 @@ async def stream_request(
     body = json.dumps(payload).encode()
     tl.sent = clock()
     try:
-        async with session.post(endpoint.url, data=body, headers=endpoint.headers()) as resp:
+        async with session.post(
+            endpoint.url, data=body, headers=endpoint.headers(), trace_request_ctx=_Wire(tl, clock)
+        ) as resp:
             tl.status = resp.status
             if resp.status != 200:
                 text = (await resp.text())[:300]

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from corral.bench.client import Clock, Endpoint, stream_request
+from corral.bench.client import Clock, Endpoint, stream_request, wire_trace
 from corral.bench.metrics import distribution
 from corral.bench.timeline import Timeline
 
@@ -56,7 +56,9 @@ def make_session(pool: int, timeout: float = 3600.0) -> aiohttp.ClientSession:
         limit=pool, limit_per_host=pool, keepalive_timeout=60, force_close=False
     )
     return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30)
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
+        trace_configs=[wire_trace()],
     )
 
 

@@ -37,6 +37,8 @@ class ServeSettings:
     output_len: int = 64
     ignore_eos: bool = True
     max_concurrency: int = 0
+    ramp: float = 0.0
+    """Concurrency mode: spread the workers' first sends over this many seconds."""
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
 
@@ -103,7 +105,7 @@ async def run_level(
         return await runner.rate(
             level, requests, warm, max_concurrency=settings.max_concurrency, seed=settings.seed
         )
-    return await runner.concurrency(int(level), requests, warm)
+    return await runner.concurrency(int(level), requests, warm, ramp=settings.ramp)
 
 
 def level_result(

@@ -60,6 +60,11 @@ class Timeline:
     content_text: str = ""
     reasoning_text: str = ""
     warmup: bool = False
+    server_recv: float | None = None
+    server_times: list[float] = field(default_factory=list)
+    """Engine-side perf_counter stamps (`x_recv`, `x_t`), when the engine sends them: the
+    scripted engine does with --stamp, so fidelity checks can split client error from
+    engine lateness (same clock: CLOCK_MONOTONIC is system-wide on Linux)."""
 
     @property
     def ok(self) -> bool:

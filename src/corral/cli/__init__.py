@@ -70,7 +70,10 @@ def main() -> None:
     """Entry point: run the app; a CorralError becomes a message and its exit code."""
     err = Console(stderr=True)
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns (not raises) a command's `typer.Exit` code.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CorralError as exc:
         common.print_error(err, exc)
         sys.exit(exc.exit_code)

@@ -148,6 +148,11 @@ def serve(  # noqa: PLR0917  (a Typer command: one parameter per option)
     output_len: int = typer.Option(64, min=1, help="output length in tokens"),
     ignore_eos: bool = typer.Option(True, help="ask the engine to ignore EOS (fixed output)"),
     max_concurrency: int = typer.Option(0, min=0, help="cap in-flight requests in rate mode"),
+    ramp: float = typer.Option(
+        0.0,
+        min=0.0,
+        help="spread each level's first sends over this many seconds (default: all at once)",
+    ),
     slo: str = typer.Option("", help="goodput SLOs, e.g. ttft=500ms,tpot=50ms"),
     seed: int = typer.Option(0, help="prompt and arrival seed"),
     plots: Path | None = typer.Option(None, help="write throughput/TTFT/TPOT PNGs here"),
@@ -176,6 +181,7 @@ def serve(  # noqa: PLR0917  (a Typer command: one parameter per option)
         output_len=output_len,
         ignore_eos=ignore_eos,
         max_concurrency=max_concurrency,
+        ramp=ramp,
         slo=parse_slo(slo),
         seed=seed,
     )

@@ -14,6 +14,7 @@ from corral.cli.common import config_from, home_of
 from corral.cli.recipes import print_known_issues
 from corral.config import CorralConfig
 from corral.deploy.flow import DeployOptions, DeployResult, Services, deploy, log_lines, stop
+from corral.deploy.planning import plan_figures
 from corral.hardware.detect import detect_local
 from corral.ledger import runs
 from corral.ledger.db import open_ledger
@@ -35,7 +36,9 @@ def _services(cfg: CorralConfig, console: Console) -> Services:
     def say(kind: str, text: str) -> None:
         console.print(f"[{STYLE.get(kind, 'bold')}]{kind:>8}[/] {text}", highlight=False)
 
-    return Services(open_ledger(ledger_path(home)), home, detect_local, say=say)
+    return Services(
+        open_ledger(ledger_path(home)), home, detect_local, say=say, planner=plan_figures
+    )
 
 
 def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option)

@@ -43,6 +43,7 @@ RootOpt = typer.Option(
 )
 ConfigOpt = typer.Option(None, "--config", "-c", help="corral.yaml")
 JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
+NameArg = typer.Argument(..., help="store name org/name or org/name@revision, or a model folder")
 
 
 def register(app: typer.Typer) -> None:
@@ -171,13 +172,15 @@ def list_models(
             entry.name, rev, _size(entry.size), str(entry.files), entry.root.name, ", ".join(used)
         )
     Console().print(table)
+    if not rows:
+        _console().print("no models yet: `corral models pull smollm2` installs the default one")
     for problem in catalog.problems:
         _console().print(f"[yellow]warning:[/] {problem}", highlight=False)
 
 
 @models_app.command("verify")
 def verify_model(
-    name: str = typer.Argument(..., help="store name (org/name[@rev]) or a model folder"),
+    name: str = NameArg,
     root: list[str] | None = RootOpt,
     config: Path | None = ConfigOpt,
     workers: int = typer.Option(4, help="parallel reads while re-hashing"),
@@ -190,8 +193,7 @@ def verify_model(
     store = _store(config, root)
     folder = find_model(name, store.roots)
     console = _console()
-    files = [folder / n for n in verify.list_files(folder)]
-    total = sum(p.stat().st_size for p in files if p.exists())
+    total = verify.hashed_bytes(folder)
     with _byte_bar(console) as bar:
         task = bar.add_task(f"verifying {name}", total=total)
         report = verify.verify_folder(
@@ -224,12 +226,13 @@ def _print_verify(report: verify.VerifyReport, as_json: bool) -> None:
 
 @models_app.command("stage")
 def stage_model(
-    name: str = typer.Argument(..., help="store name (org/name[@rev]) or a model folder"),
+    name: str = NameArg,
     *,
     to: str = typer.Option(..., "--to", help="target root: a root's name or a folder"),
     root: list[str] | None = RootOpt,
     config: Path | None = ConfigOpt,
     bwlimit: float | None = typer.Option(None, help="cap the copy rate, in MB/s"),
+    jobs: int = typer.Option(2, min=1, max=32, help="blobs copied at once"),
     discard: bool = typer.Option(False, help="drop an unfinished stage instead of resuming"),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -250,7 +253,10 @@ def stage_model(
     with _byte_bar(_console()) as bar:
         task = bar.add_task(f"staging {name}", total=plan.total)
         result = stage.stage(
-            plan, on_progress=lambda done, _t: bar.update(task, completed=done), bwlimit=bwlimit
+            plan,
+            on_progress=lambda done, _t: bar.update(task, completed=done),
+            bwlimit=bwlimit,
+            jobs=jobs,
         )
     _print_stage(name, result, as_json)
 
@@ -325,7 +331,7 @@ def _usage_json(u: manage.RootUsage) -> dict[str, Any]:
 
 @models_app.command("rm")
 def rm(
-    name: str = typer.Argument(..., help="store name (org/name[@rev]) or a model folder"),
+    name: str = NameArg,
     root: list[str] | None = RootOpt,
     config: Path | None = ConfigOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),

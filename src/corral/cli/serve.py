@@ -18,6 +18,7 @@ from corral.ledger import runs
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path, models_dir
 from corral.store import default_model, resolve_model, store_roots
+from corral.verify.gate import make_gate
 
 
 class ConsoleReporter:
@@ -51,10 +52,10 @@ def serve(
 ) -> None:
     """Start the deployments, then the OpenAI-compatible gateway, until Ctrl-C.
 
-    Without --config it serves the default fleet: SmolLM2-135M-Instruct on vLLM's CPU
-    build as `smollm2-135m-instruct` (alias `default`) on http://127.0.0.1:8000, pulling
-    the model first if it is missing. Each startup phase is printed with its seconds.
-    Ctrl-C (or SIGTERM) stops the gateway and every engine.
+    Without --config: SmolLM2-135M-Instruct on vLLM's CPU build, served as
+    `smollm2-135m-instruct` (alias `default`) on http://127.0.0.1:8000; the
+    model is pulled first if it is missing. Each startup phase is printed
+    with its seconds. Ctrl-C (or SIGTERM) stops the gateway and every engine.
 
     Example:  corral serve --config examples/corral.yaml --port 8080
     """
@@ -66,6 +67,7 @@ def serve(
     cfg = config_from(config, gateway=gateway or None)
     home = home_of(cfg)
     console = Console(stderr=True)
+    serving.check_gateway_port(cfg)  # before a pull or an engine start, not after
     _ensure_default_model(cfg, home, console)
     ok = asyncio.run(_serve(cfg, home, console))
     if not ok:
@@ -83,7 +85,9 @@ async def _serve(cfg: CorralConfig, home: Path, console: Console) -> bool:
     def on_ready(url: str) -> None:
         _print_ready(console, cfg, url, time.monotonic() - reporter.t0)
 
-    ok = await serving.serve(cfg, home, reporter, stop=stop, on_ready=on_ready)
+    # Deployments with `verify.gate: true` stay out of routing until their suite passes.
+    gate = make_gate(ledger_path(home))
+    ok = await serving.serve(cfg, home, reporter, stop=stop, on_ready=on_ready, gate=gate)
     console.print("stopped: gateway closed, engines gone")
     return ok
 

@@ -269,22 +269,21 @@ class DeploymentRunner:
         if was_ready:
             self._event("crash", f"exit code {code}")
             left = self.dep.restart.max_restarts - self.process.restarts
-            self.deps.reporter.note(
-                self.dep.name,
-                f"engine exited (code {code}); "
-                + (
-                    f"restarting in {self.process.next_backoff():.0f} s"
-                    if left > 0
-                    else "no restarts left"
-                ),
+            then = (
+                f"restarting in {self.process.next_backoff():.0f} s"
+                if left > 0
+                else "no restarts left"
             )
+            self.deps.reporter.note(self.dep.name, f"engine exited (code {code}); {then}")
 
     async def _ready_again(self) -> None:
         try:
             await self._become_ready()
             self.deps.reporter.note(self.dep.name, "ready again after a restart")
         except EngineError as exc:
+            # a restarted engine that never gets ready is stopped, not left half-alive
             self.deps.reporter.note(self.dep.name, f"restart failed: {exc.message}")
+            await self.process.stop()
 
     def _ended(self, state: str) -> None:
         if self.run_id is not None:

@@ -30,16 +30,24 @@ from corral.engines.base import EngineEvent, Fact, Failure, Phase
 from corral.errors import EngineError
 from corral.ledger import runs
 from corral.ledger.db import Ledger
-from corral.ledger.launches import Launch, launch_of, live_run, record_launch, runs_of
+from corral.ledger.launches import (
+    Launch,
+    fact_rows,
+    launch_of,
+    live_run,
+    record_launch,
+    runs_of,
+)
 from corral.paths import runs_dir
 from corral.recipes.prepare import Detector, Prepared, prepare
 from corral.recipes.render import shell_lines
 from corral.runtime import detached
 from corral.runtime.docker import DockerCli, docker_run_argv, watch_lines
+from corral.runtime.process import display_line
 from corral.runtime.readiness import NotReady, Probe, wait_ready
 
 Say = Callable[[str, str], None]
-Planner = Callable[[Prepared], dict[str, tuple[float, str]]]
+Planner = Callable[[Prepared, dict[str, str]], dict[str, tuple[float, str]]]
 AFTER_READY_GRACE = 5.0
 
 
@@ -93,7 +101,7 @@ def deploy(
         )
     except NotReady as exc:
         fail_run(services, prepared, run_id, handle, exc)
-        raise
+        raise startup_error(services, prepared, run_id, exc) from exc
     result = DeployResult(
         name,
         run_id,
@@ -104,6 +112,8 @@ def deploy(
         prepared,
         notes=notes,
     )
+    if not adopted and services.planner is not None:
+        record_planned(services, prepared, run_id, services.planner)
     if options.verify:
         result.verify = run_verify(prepared, run_id, services, options.checks)
     if options.bench:
@@ -182,7 +192,7 @@ def launch_new(prepared: Prepared, services: Services) -> tuple[int, EngineHandl
     )
     runs.record_phase(services.ledger, run_id, "launch", started)
     runs.record_event(services.ledger, dep.name, "start", f"run {run_id}", run_id)
-    record_model_facts(services.ledger, run_id, prepared, services.planner)
+    record_model_facts(services.ledger, run_id, prepared)
     services.say("start", f"run {run_id}: {' '.join(command[:3])} ...")
     return run_id, handle
 
@@ -193,7 +203,9 @@ def spawn(
     launch = prepared.launch
     if argv is not None:
         cid = services.docker.run(argv)
-        return ContainerHandle(services.docker, launch.container_name or ""), None, cid
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = ContainerHandle(services.docker, launch.container_name or "", log_path)
+        return handle, None, cid
     pid = detached.spawn(launch.argv, dict(launch.env), log_path)
     return ProcessHandle(pid, detached.started_at(pid), log_path), pid, None
 
@@ -228,11 +240,8 @@ def launch_record(
     )
 
 
-def record_model_facts(
-    ledger: Ledger, run_id: int, prepared: Prepared, planner: Planner | None
-) -> None:
-    """What corral knows before the engine says anything: the model's size on disk, and
-    the planner's figures (`planned.*`) when a planner is plugged in."""
+def record_model_facts(ledger: Ledger, run_id: int, prepared: Prepared) -> None:
+    """What corral knows before the engine says anything: the model's place and size."""
     path = prepared.launch.model.path
     runs.record_fact(ledger, run_id, "model_path", str(path))
     if path.is_dir():
@@ -241,9 +250,6 @@ def record_model_facts(
         weights = sum(1 for p in files if p.suffix in (".safetensors", ".gguf", ".bin"))
         runs.record_fact(ledger, run_id, "model_size_bytes", size, unit="bytes")
         runs.record_fact(ledger, run_id, "model_weight_files", weights)
-    if planner is not None:
-        for name, (value, unit) in planner(prepared).items():
-            runs.record_fact(ledger, run_id, f"planned.{name}", value, unit=unit)
 
 
 # ---- startup: log watch and readiness -------------------------------------------------
@@ -279,7 +285,10 @@ async def startup(
     done.set()
     drain(events, run_id, prepared, services)
     task.result()  # NotReady propagates
-    return None if adopted else mark_ready(services, prepared, run_id, ready_at)
+    state = services.ledger.conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,))
+    if state.fetchone()["state"] == "ready":
+        return None  # adopted a run that was already ready
+    return mark_ready(services, prepared, run_id, ready_at)
 
 
 def watch_log(
@@ -329,6 +338,31 @@ def mark_ready(services: Services, prepared: Prepared, run_id: int, ready_at: fl
     )
     services.say("ready", f"{prepared.launch.base_url} after {seconds:.1f} s")
     return seconds
+
+
+def record_planned(services: Services, prepared: Prepared, run_id: int, planner: Planner) -> None:
+    """The planner's figures for this run as `planned.*` facts, beside the logged ones."""
+    logged = {r["name"]: r["value"] for r in fact_rows(services.ledger, run_id)}
+    for name, (value, unit) in planner(prepared, logged).items():
+        runs.record_fact(services.ledger, run_id, f"planned.{name}", value, unit=unit)
+
+
+def startup_error(
+    services: Services, prepared: Prepared, run_id: int, exc: NotReady
+) -> EngineError:
+    """The failure as the user should see it: the log's last lines and, when the log
+    shows a recipe's known issue (its `log_pattern`), that issue and its remedy."""
+    row = services.ledger.conn.execute("SELECT log_path FROM runs WHERE id = ?", (run_id,))
+    path = Path(row.fetchone()["log_path"])
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    tail = [display_line(line) for line in text.splitlines()[-15:]]
+    issues = [
+        f"known issue {i.id}: {i.message} (the recipe: {i.action})"
+        for i in prepared.choice.recipe.known_issues
+        if i.log_pattern and i.log_pattern in text
+    ]
+    hint = "; ".join(issues) or f"`corral logs {prepared.deployment.name}` shows the whole log"
+    return EngineError(f"{prepared.deployment.name}: {exc.message}", hint=hint, log_tail=tail)
 
 
 def fail_run(

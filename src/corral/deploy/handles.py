@@ -46,8 +46,12 @@ class ProcessHandle:
 
 @dataclass
 class ContainerHandle:
+    """`copy_to`: a file that keeps the lines read (the container and its log may be
+    removed; the ledger's log path still holds the startup)."""
+
     cli: DockerCli
     name: str
+    copy_to: Path | None = None
 
     def alive(self) -> bool:
         state = self.cli.state(self.name)
@@ -56,8 +60,12 @@ class ContainerHandle:
     def lines(self, keep_going: Callable[[], bool]) -> Iterator[str]:
         proc = self.cli.logs(self.name, follow=True)
         assert proc.stdout is not None
+        copy = self.copy_to.open("a", encoding="utf-8") if self.copy_to else None
         try:
             for line in proc.stdout:
+                if copy is not None:
+                    copy.write(line)
+                    copy.flush()
                 yield line
                 if not keep_going():
                     return
@@ -66,6 +74,8 @@ class ContainerHandle:
                 proc.terminate()
             proc.wait(10)
             proc.stdout.close()
+            if copy is not None:
+                copy.close()
 
     def stop(self) -> bool:
         if self.cli.state(self.name) is None:

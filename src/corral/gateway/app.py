@@ -11,6 +11,7 @@ Normalizing before the lookup and before auth means `//v1/../metrics` cannot dod
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import posixpath
@@ -33,6 +34,8 @@ from corral.gateway.proxy import JSON_HEADERS, Exchange, Upstream
 from corral.gateway.routing import Route, Router
 
 log = logging.getLogger("corral.gateway")
+
+CLIENT_CLOSED = 499  # nginx's status for "client closed the request", in metrics only
 
 Handler = Callable[[web.BaseRequest, Principal], Awaitable[web.StreamResponse]]
 
@@ -72,6 +75,7 @@ class Gateway:
         roles: Mapping[str, Role] | None = None,
         key_store: KeySource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        auth_required: bool = False,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -81,7 +85,7 @@ class Gateway:
             failures=settings.breaker_failures, cooldown=settings.breaker_cooldown, clock=clock
         )
         self.admission = Admission()
-        self.auth = Authenticator(settings.api_keys, key_store, clock=clock)
+        self.auth = Authenticator(settings.api_keys, key_store, clock=clock, required=auth_required)
         self.metrics = GatewayMetrics()
         self.upstream = Upstream(session, self.balancer, clock)
 
@@ -176,12 +180,15 @@ class Gateway:
         except HttpError as exc:
             status = exc.status
             raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED  # the client went away before the answer was complete
+            raise
         finally:
             self._account(labels, status, ex, started)
 
     def _route(self, model: str, who: Principal) -> Route:
         if not who.may_use(model):
-            route = self.router.resolve(model)
+            route = self._resolve_scoped(model, who)
             if not who.may_use(route.served_name):
                 raise HttpError(
                     403,
@@ -192,6 +199,21 @@ class Gateway:
                 )
             return route
         return self.router.resolve(model)
+
+    def _resolve_scoped(self, model: str, who: Principal) -> Route:
+        """Resolve for a scoped key: a 404 lists only the names this key may use."""
+        try:
+            return self.router.resolve(model)
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+            raise HttpError(
+                404,
+                f"The model `{model}` does not exist. Models this key may use: "
+                f"{', '.join(sorted(who.scopes))}",
+                param="model",
+                code="model_not_found",
+            ) from None
 
     def _exchange(
         self, endpoint: Endpoint, route: Route, payload: dict[str, object], started: float

@@ -5,7 +5,9 @@ sha256) and the key store (`corral keys create`, only the sha256 is kept). A req
 presents its key as `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic
 clients). The presented key is hashed once and compared with every known hash using
 `hmac.compare_digest`, without stopping at a match, so timing does not tell how far a
-guess got. Auth is on as soon as one key exists in either place.
+guess got. Auth is on as soon as one key exists in either place, and stays on: revoking the last key
+locks the gateway rather than opening it. `required=True` (a gateway bound beyond loopback)
+turns it on even with no key at all.
 
 Keys never reach logs: config keys are SecretStr and are hashed at construction; the
 plain key of a request lives only in this module's locals.
@@ -90,6 +92,7 @@ class Authenticator:
         *,
         clock: Callable[[], float],
         refresh: float = 1.0,
+        required: bool = False,
     ) -> None:
         self._config = config_records(config_keys)
         self._store = store
@@ -97,6 +100,7 @@ class Authenticator:
         self._refresh = refresh
         self._loaded_at = float("-inf")
         self._records: list[KeyRecord] = list(self._config)
+        self._required = required or bool(self._config)
 
     def records(self) -> list[KeyRecord]:
         """Config keys plus the store's active keys (revocations show within `refresh`)."""
@@ -106,13 +110,16 @@ class Authenticator:
         return self._records
 
     def enabled(self) -> bool:
-        return bool(self.records())
+        """Auth is on once any key was seen (revoking the last key locks, never opens)."""
+        if not self._required and self.records():
+            self._required = True
+        return self._required
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The caller's principal; HttpError 401 for a missing or unknown key."""
-        records = self.records()
-        if not records:
+        if not self.enabled():
             return ANONYMOUS
+        records = self.records()
         key = presented_key(headers)
         if key is None:
             raise HttpError(

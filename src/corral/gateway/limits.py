@@ -8,7 +8,6 @@ streams, ask the engine for usage so the gateway can count tokens.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from corral.config import Capabilities, Limits
+from corral.gateway import codec
 from corral.gateway.errors import HttpError
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -31,8 +31,8 @@ def engine_only_fields() -> frozenset[str]:
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object in a request body; HttpError 400 otherwise."""
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = codec.loads(raw)
+    except ValueError as exc:
         message = f"request body is not valid JSON: {exc}"
         raise HttpError(400, message, code="invalid_json") from None
     if not isinstance(payload, dict):
@@ -101,4 +101,4 @@ def upstream_body(payload: dict[str, Any], served_name: str, *, stream: bool) ->
         options = dict(options) if isinstance(options, dict) else {}
         options["include_usage"] = True
         payload["stream_options"] = options
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return codec.dumps(payload)

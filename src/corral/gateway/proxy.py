@@ -17,7 +17,6 @@ the pool), which is how vLLM learns to abort the request.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from aiohttp import web
 
 from corral.config import Timeouts
 from corral.controller.view import Replica
+from corral.gateway import codec
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError, engine_error_body
 from corral.gateway.normalize import Tokens, normalize, read_usage
@@ -218,14 +218,14 @@ class Upstream:
 
     def _rewrite_whole(self, ex: Exchange, raw: bytes) -> bytes:
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            obj = codec.loads(raw)
+        except ValueError:
             return raw
         if not isinstance(obj, dict):
             return raw
         read_usage(obj, ex.tokens)
         normalize(obj, ex.route.requested)
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return codec.dumps(obj)
 
     async def _relay_stream(
         self, request: web.BaseRequest, ex: Exchange, upstream: aiohttp.ClientResponse

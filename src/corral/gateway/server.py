@@ -94,9 +94,10 @@ class GatewayServer:
         """Check exposure, build the gateway, bind host:port. Port 0 picks a free port."""
         session = self._session or upstream_session()
         self._session = session
+        exposed = not is_loopback(self.host) and not self.settings.insecure_no_auth
         gateway = Gateway(
             self.fleet, self.settings, session=session, roles=self.roles,
-            key_store=self.key_store, clock=self.clock,
+            key_store=self.key_store, clock=self.clock, auth_required=exposed,
         )  # fmt: skip
         self._check_exposure(gateway)
         server = web.Server(gateway.handle, handler_cancellation=True)
@@ -125,7 +126,7 @@ class GatewayServer:
             self._session = None
 
     def _check_exposure(self, gateway: Gateway) -> None:
-        if is_loopback(self.host) or gateway.auth.enabled():
+        if is_loopback(self.host) or gateway.auth.records():
             return
         if self.settings.insecure_no_auth:
             log.warning(

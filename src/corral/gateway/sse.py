@@ -9,9 +9,9 @@ hang or crash on it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from corral.gateway import codec
 from corral.gateway.errors import error_dict
 from corral.gateway.normalize import (
     Tokens,
@@ -25,7 +25,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse_event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + codec.dumps(obj) + b"\n\n"
 
 
 def error_event(status: int, message: str, code: str) -> bytes:
@@ -85,8 +85,8 @@ class SseRelay:
             self.done = True
             return DONE
         try:
-            obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+            obj = codec.loads(payload)
+        except ValueError:
             return event + b"\n\n"
         if not isinstance(obj, dict):
             return event + b"\n\n"

@@ -16,6 +16,7 @@ from corral.paths import models_dir
 from corral.recipes.loader import load_recipes
 from corral.recipes.match import Choice, choose
 from corral.recipes.render import EngineLaunch, locate_model, render
+from corral.store.roots import store_roots
 
 Detector = Callable[[], HardwareInfo]
 
@@ -55,6 +56,6 @@ def prepare(
     kind, source = hardware_kind(config, deployment, detect)
     recipes = load_recipes(config.recipes_dir)
     choice = choose(recipes, deployment, kind, force=force)
-    location = locate_model(deployment.model, config.store.roots, models_dir(home))
+    location = locate_model(deployment.model, store_roots(config, home), models_dir(home))
     launch = render(deployment, choice.recipe, location, runtime=runtime)
     return Prepared(deployment, kind, source, choice, launch)

@@ -89,7 +89,9 @@ def check_writable(root: StoreRoot) -> None:
             f"store root {root.name!r} is marked read_only in corral.yaml: {root.path}",
             hint="choose another root, or set read_only: false for it",
         )
-    root.path.mkdir(parents=True, exist_ok=True)
+    # Never create a root: if a share is not mounted, its empty mount point must not
+    # silently fill the local disk.
+    check_readable(root)
     probe = root.path / f".corral-write-probe-{os.getpid()}"
     try:
         probe.write_bytes(b"")

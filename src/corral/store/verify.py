@@ -119,6 +119,16 @@ def _existence(folder: Path, name: str) -> FileCheck:
     return check
 
 
+def hashed_bytes(folder: Path) -> int:
+    """Bytes `verify_folder` will re-hash: the existing files behind hash-named blobs."""
+    total = 0
+    for name in list_files(folder):
+        blob = (folder / name).resolve()
+        if (folder / name).is_symlink() and blob.is_file() and expected_digest(blob.name):
+            total += blob.stat().st_size
+    return total
+
+
 def expected_digest(blob_name: str) -> str | None:
     """Which hash a blob's name claims: 'sha256', 'git-sha1', or None (not hash-named)."""
     if SHA256_NAME.match(blob_name):

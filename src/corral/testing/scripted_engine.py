@@ -18,6 +18,12 @@ It prints `READY port=<port>` on stdout once listening. Every generated token is
     --ignore-sigterm        keep running on SIGTERM (only SIGKILL stops it)
     --reasoning-field F     emit reasoning tokens in `reasoning`, `reasoning_content`, or both
     --quirk Q               misbehave in one named way (repeatable); see QUIRKS
+    --stamp                 add the engine's own perf_counter times to stream chunks:
+                            `x_recv` (handler entry) and `x_t` (just before each write),
+                            so a benchmark can tell its own error from the engine's lateness
+
+GET /debug/state answers the request counters and the last generation request's body as
+received, so proxy tests can see what reached the engine.
 
 Tool calls: with `tool_choice` named or "required" (or "auto" when --auto-tools), the reply
 is a tool call whose arguments satisfy the tool's JSON schema.
@@ -86,6 +92,7 @@ class Script:
     auto_tools: bool = False
     context_length: int = 8192
     quirks: set[str] = field(default_factory=set)
+    stamp: bool = False
 
 
 @dataclass
@@ -94,6 +101,7 @@ class State:
     requests: int = 0
     running: int = 0
     total_generated: int = 0
+    last_body: dict[str, Any] | None = None
 
 
 def _now() -> int:
@@ -305,6 +313,13 @@ class Engine:
         return web.json_response({"count": count, "max_model_len": self.script.context_length,
                                   "tokens": list(range(count))})  # fmt: skip
 
+    async def debug_state(self, _request: web.Request) -> web.Response:
+        """Counters and the last generation request's body as received (for proxy tests)."""
+        st = self.state
+        state = {"requests": st.requests, "running": st.running,
+                 "generated": st.total_generated, "last_body": st.last_body}  # fmt: skip
+        return web.json_response(state)
+
     # -- generation ------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=True)
@@ -321,10 +336,12 @@ class Engine:
         return s.fail_rate > 0 and random.random() < s.fail_rate  # noqa: S311
 
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        request["x_recv"] = time.perf_counter()
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "request body is not valid JSON", self.script)
+        self.state.last_body = body
         if body.get("model") not in (self.script.model, None):
             return _error(
                 404,
@@ -429,7 +446,7 @@ class Engine:
             payload = (
                 b"data: {not json\n\n"
                 if self.script.malformed
-                else _sse(self._chunk(cid, chat, delta, finish))
+                else _sse(self._stamped(request, self._chunk(cid, chat, delta, finish)))
             )
             await response.write(payload)
             self.state.total_generated += 1
@@ -453,6 +470,12 @@ class Engine:
             await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    def _stamped(self, request: web.Request, chunk: dict[str, Any]) -> dict[str, Any]:
+        if self.script.stamp:
+            chunk["x_recv"] = request["x_recv"]
+            chunk["x_t"] = time.perf_counter()
+        return chunk
 
     async def _pace(self, start: float, index: int) -> None:
         """Sleep until this chunk's scheduled time: ttft for the first, then one itl each."""
@@ -482,6 +505,7 @@ def build_app(script: Script) -> web.Application:
     app.router.add_post("/tokenize", engine.tokenize)
     app.router.add_post("/v1/chat/completions", engine.chat)
     app.router.add_post("/v1/completions", engine.completions)
+    app.router.add_get("/debug/state", engine.debug_state)
     return app
 
 
@@ -511,6 +535,7 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
     p.add_argument("--context-length", type=int, default=8192)
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
+    p.add_argument("--stamp", action="store_true")
     a = p.parse_args(argv)
     script = Script(
         model=a.model, ttft=a.ttft, itl=a.itl, tokens=a.tokens, reasoning_tokens=a.reasoning_tokens,
@@ -518,7 +543,7 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
         fail_rate=a.fail_rate, fail_when_concurrent=a.fail_when_concurrent,
         crash_after_chunks=a.crash_after_chunks, hang_after_chunks=a.hang_after_chunks, hang=a.hang,
         malformed=a.malformed, auto_tools=a.auto_tools, context_length=a.context_length,
-        quirks=set(a.quirk),
+        quirks=set(a.quirk), stamp=a.stamp,
     )  # fmt: skip
     return script, a.host, a.port, a.ignore_sigterm
 

@@ -67,11 +67,7 @@ class Probe:
 
     async def chat(self, **fields: Any) -> Reply:
         """POST /v1/chat/completions through the SDK; validate the raw JSON too."""
-        body = self.body(**fields)
-        extra = {k: body.pop(k) for k in list(body) if k in _NON_SDK_FIELDS}
-        raw = await self.sdk.chat.completions.with_raw_response.create(
-            **body, extra_body=extra or None
-        )
+        raw = await self.sdk.chat.completions.with_raw_response.create(**self.body(**fields))
         data = raw.http_response.json()
         return Reply(data, validated(ChatCompletion, data))
 
@@ -108,10 +104,6 @@ class Probe:
             return None
         count = response.json().get("count")
         return int(count) if isinstance(count, int) else None
-
-
-# Fields the SDK's `create` does not take as keywords; they go in `extra_body`.
-_NON_SDK_FIELDS = frozenset({"ignore_eos", "chat_template_kwargs"})
 
 
 def describe(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from corral.ledger import runs
 from corral.ledger.db import Ledger
@@ -87,3 +88,18 @@ def latest_verify_run(ledger: Ledger, deployment: str) -> VerifyRun | None:
         started_at=row["started_at"], seconds=row["seconds"], gate=bool(row["gate"]),
         results=results,
     )  # fmt: skip
+
+
+def verify_summary(ledger: Ledger, deployment: str) -> dict[str, Any] | None:
+    """The last suite run against `deployment` in a form `corral status` can print or dump."""
+    run = latest_verify_run(ledger, deployment)
+    if run is None:
+        return None
+    return {
+        "verify_run": run.id,
+        "at": run.started_at,
+        "gate": run.gate,
+        "passed": run.passed,
+        "counts": {s.value: run.count(s) for s in Status},
+        "failed": {r.name: r.detail for r in run.results if r.status is Status.FAIL},
+    }

@@ -87,6 +87,7 @@ def test_list_verify_stage_and_check_mount_over_nfs(
     snap = resolve_model(SYNTH_REPO, [share])
     assert verify_folder(snap).ok
     local = StoreRoot(name="nvme", path=tmp_path / "nvme")
+    local.path.mkdir()
     assert verify_folder(stage(plan_stage(snap, local)).path).ok
     report = check_mount(mnt, mounts_text=Path("/proc/mounts").read_text(), max_bytes=10**8)
     assert report.mount.fstype == "nfs4"

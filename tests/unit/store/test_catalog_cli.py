@@ -77,7 +77,9 @@ def test_missing_root_flag_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_read_only_mount_works_for_list_and_verify(tmpfs: Path, synth_source: Path) -> None:
+def test_read_only_mount_works_for_list_and_verify(
+    tmpfs: Path, synth_source: Path, hf_root: Path
+) -> None:
     add_hf_snapshot(tmpfs, SYNTH_REPO, SYNTH_REVISION, synth_source)
     remount_read_only(tmpfs)
     home = synth_source.parent
@@ -87,9 +89,11 @@ def test_read_only_mount_works_for_list_and_verify(tmpfs: Path, synth_source: Pa
     refused = corral("models", "rm", SYNTH_REPO, "--root", str(tmpfs), "--yes", home=home)
     assert refused.returncode == 1
     assert "cannot write into store root" in refused.stderr
-    staged = corral("models", "stage", "acme/x", "--to", str(tmpfs), home=home)
+    staged = corral("models", "stage", "acme/plain-model", "--root", str(hf_root),
+                    "--to", str(tmpfs), home=home)  # fmt: skip
     assert staged.returncode == 1
-    assert "Traceback" not in staged.stderr
+    assert "cannot write into store root" in staged.stderr
+    assert "Read-only file system" in staged.stderr
 
 
 def test_rm_keeps_blobs_another_revision_uses(
@@ -144,6 +148,7 @@ def test_rm_refuses_a_read_only_root_from_the_config(hf_root: Path, tmp_path: Pa
 
 def test_stage_by_root_names_and_du(hf_root: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, hf_root)
+    (tmp_path / "nvme").mkdir()
     done = corral("models", "stage", SYNTH_REPO, "--to", "nvme", "--config", str(config),
                   "--json", home=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,7 +20,8 @@ from corral.errors import StoreError
 from corral.store import resolve_model
 from corral.store.catalog import scan_roots
 from corral.store.hf_layout import repo_dir
-from corral.store.stage import STAGE_DIR, plan_stage, stage
+from corral.store.manage import disk_usage
+from corral.store.stage import STAGE_DIR, discard_stage, plan_stage, stage
 from corral.store.verify import verify_folder
 from tests.support.model_cache import (
     SYNTH_REPO,
@@ -34,6 +36,7 @@ MiB = 1024 * 1024
 
 
 def _stage(source_root: Path, name: str, target: Path) -> Path:
+    target.mkdir(exist_ok=True)
     source = resolve_model(name, [source_root])
     return stage(plan_stage(source, StoreRoot(name="t", path=target), name=name)).path
 
@@ -50,6 +53,13 @@ def test_stage_keeps_the_layout_and_verifies(hf_root: Path, tmp_path: Path) -> N
     assert verify_folder(snap).ok
     assert not (target / STAGE_DIR).exists()
     assert resolve_model(SYNTH_REPO, [target]) == snap
+
+
+def test_stage_into_a_missing_root_is_refused(hf_root: Path, tmp_path: Path) -> None:
+    source = resolve_model(SYNTH_REPO, [hf_root])
+    with pytest.raises(StoreError, match="does not exist"):
+        stage(plan_stage(source, StoreRoot(name="nvme", path=tmp_path / "unmounted")))
+    assert not (tmp_path / "unmounted").exists()
 
 
 def test_stage_is_idempotent(hf_root: Path, tmp_path: Path) -> None:
@@ -93,7 +103,8 @@ def test_corrupt_source_blob_is_refused_and_nothing_appears(hf_root: Path, tmp_p
     with pytest.raises(StoreError, match="hashes to"):
         _stage(hf_root, SYNTH_REPO, tmp_path / "t")
     assert scan_roots([StoreRoot(name="t", path=tmp_path / "t")]).entries == []
-    assert not list((tmp_path / "t").rglob("*.part"))
+    assert [p.name for p in (tmp_path / "t").iterdir()] == [STAGE_DIR]
+    assert not list((tmp_path / "t").rglob(f"{blob.name}*"))  # the bad copy is gone
 
 
 class Big(NamedTuple):
@@ -125,6 +136,7 @@ def _wait_for_part(target: Path, proc: subprocess.Popen[str], timeout: float = 6
 
 def test_stage_killed_midway_resumes_and_ends_verified(big_root: Big, tmp_path: Path) -> None:
     target = tmp_path / "nvme"
+    target.mkdir()
     argv = [sys.executable, "-m", "corral", "models", "stage", SYNTH_REPO,
             "--root", str(big_root.root), "--to", str(target), "--bwlimit", "4"]  # fmt: skip
     env = {**os.environ, "CORRAL_HOME": str(tmp_path / "home")}
@@ -143,6 +155,9 @@ def test_stage_killed_midway_resumes_and_ends_verified(big_root: Big, tmp_path: 
     assert scan_roots([StoreRoot(name="t", path=target)]).entries == []
     with pytest.raises(StoreError):
         resolve_model(SYNTH_REPO, [target])
+    [usage] = disk_usage([StoreRoot(name="t", path=target)])
+    assert usage.models == 0
+    assert usage.leftover_bytes >= part.stat().st_size
 
     done = corral("models", "stage", SYNTH_REPO, "--root", str(big_root.root),
                   "--to", str(target), "--json", home=tmp_path / "home")  # fmt: skip
@@ -185,5 +200,29 @@ def test_disk_filling_up_mid_copy_leaves_nothing_visible(
     with pytest.raises(StoreError, match="filled up") as caught:
         _stage(root, SYNTH_REPO, tmpfs)
     assert "resumes" in (caught.value.hint or "")
-    assert not list(tmpfs.rglob("*.part"))
+    assert all(STAGE_DIR in p.parts for p in tmpfs.rglob("*.part"))  # hidden, resumable
     assert scan_roots([StoreRoot(name="t", path=tmpfs)]).entries == []
+    assert [p.name for p in tmpfs.iterdir()] == [STAGE_DIR]
+
+
+def test_discard_drops_an_unfinished_stage(hf_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    plan = plan_stage(resolve_model(SYNTH_REPO, [hf_root]), StoreRoot(name="t", path=target))
+    plan.files_dir.mkdir(parents=True)
+    (plan.files_dir / f"{plan.blobs[0].name}.part").write_bytes(b"half")
+    assert discard_stage(plan)
+    assert not plan.stage.exists()
+    assert not discard_stage(plan)
+
+
+def test_a_second_stager_of_the_same_model_stops_at_once(hf_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    plan = plan_stage(resolve_model(SYNTH_REPO, [hf_root]), StoreRoot(name="t", path=target))
+    plan.stage.mkdir(parents=True)
+    with (plan.stage / "lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match="already copying"):
+            stage(plan)
+    assert stage(plan).path == plan.final
