@@ -1,8 +1,9 @@
 """Does `corral bench serve` agree with `vllm bench serve`? Both run against the same real
 vLLM CPU engine (SmolLM2-135M, started here) with the same settings: random prompts of
 128 tokens, 32 output tokens with ignore_eos, concurrency 4, 24 measured requests after
-4 warm-up requests, the completions API. The two tools alternate (vLLM, corral, vLLM,
-corral) so a change in the machine's load hits both; each figure is the mean of its runs.
+4 warm-up requests, the completions API. Each round runs both tools back to back, the
+order swapped every round, so a change in the machine's load hits both; each figure is
+the median over rounds of the paired difference.
 
     make bench-crosscheck      (or: .venv/bin/python scripts/bench_crosscheck.py)
 
@@ -20,10 +21,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from tests.support.vllm import start_default_engine  # noqa: E402
 
 from corral.store import default_model  # noqa: E402
 
-INPUT_LEN, OUTPUT_LEN, CONCURRENCY, REQUESTS, WARMUP, ROUNDS = 128, 32, 4, 24, 4, 2
+INPUT_LEN, OUTPUT_LEN, CONCURRENCY, REQUESTS, WARMUP, ROUNDS = 128, 32, 4, 24, 4, 3
 
 VLLM_BENCH = (
     "import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
@@ -133,24 +137,38 @@ def run_corral_bench(base_url: str, name: str) -> dict[str, Any]:
     }
 
 
-def mean(rows: list[dict[str, Any]], key: str) -> float:
-    return sum(float(r[key]) for r in rows) / len(rows)
-
-
 def diff_pct(ours: float, theirs: float) -> float:
     return (ours - theirs) / theirs * 100.0
 
 
+def timed(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one tool; note the load average before and the CPU its process used."""
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row = job()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {**row, "loadavg_before": load, "tool_cpu_s": round(cpu, 2)}
+
+
 def measure(base_url: str, name: str, model: Path, work: Path) -> dict[str, Any]:
-    vllm_rows, corral_rows = [], []
+    """ROUNDS rounds, each one run of each tool back to back, the order swapped every round
+    (a machine shared with others drifts: pairing runs in time cancels most of it)."""
+    rounds = []
     for i in range(ROUNDS):
-        vllm_rows.append(run_vllm_bench(base_url, name, model, work / f"vllm-{i}.json"))
-        corral_rows.append(run_corral_bench(base_url, name))
-        print(f"round {i + 1}: vllm {vllm_rows[-1]}\n         corral {corral_rows[-1]}")
-    figures = {}
-    for key in ("output_tok_s", "mean_ttft_ms", "mean_tpot_ms"):
-        figures[key] = {"vllm": mean(vllm_rows, key), "corral": mean(corral_rows, key)}
-    return {"figures": figures, "vllm_runs": vllm_rows, "corral_runs": corral_rows}
+        jobs = {
+            "vllm": lambda i=i: run_vllm_bench(base_url, name, model, work / f"vllm-{i}.json"),
+            "corral": lambda: run_corral_bench(base_url, name),
+        }
+        order = ["vllm", "corral"] if i % 2 == 0 else ["corral", "vllm"]
+        pair = {tool: timed(jobs[tool]) for tool in order}
+        rounds.append(pair)
+        print(f"round {i + 1}: vllm {pair['vllm']}\n         corral {pair['corral']}", flush=True)
+    diffs = {
+        key: statistics.median(diff_pct(r["corral"][key], r["vllm"][key]) for r in rounds)
+        for key in ("output_tok_s", "mean_ttft_ms", "mean_tpot_ms")
+    }
+    return {"median_round_diff_pct": diffs, "rounds": rounds}
 
 
 def main() -> int:
@@ -164,16 +182,19 @@ def main() -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         engine = start_default_engine(model, Path(tmp))
         try:
-            print(f"engine ready at {engine.base_url} after {time.monotonic() - started:.0f} s")
+            print(
+                f"engine ready at {engine.base_url} after {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
             found = measure(engine.base_url, engine.served_name, model, Path(tmp))
         finally:
             engine.stop()
             fcntl.flock(lock, fcntl.LOCK_UN)
-    f = found["figures"]
+    d = found["median_round_diff_pct"]
     result = {
-        "throughput_diff_pct": diff_pct(f["output_tok_s"]["corral"], f["output_tok_s"]["vllm"]),
-        "ttft_diff_pct": diff_pct(f["mean_ttft_ms"]["corral"], f["mean_ttft_ms"]["vllm"]),
-        "tpot_diff_pct": diff_pct(f["mean_tpot_ms"]["corral"], f["mean_tpot_ms"]["vllm"]),
+        "throughput_diff_pct": d["output_tok_s"],
+        "ttft_diff_pct": d["mean_ttft_ms"],
+        "tpot_diff_pct": d["mean_tpot_ms"],
         "settings": {
             "input_len": INPUT_LEN,
             "output_len": OUTPUT_LEN,
@@ -185,8 +206,8 @@ def main() -> int:
         **found,
         "seconds": round(time.monotonic() - started, 1),
     }
-    for key, pair in f.items():
-        print(f"{key}: corral {pair['corral']:.2f} vs vllm {pair['vllm']:.2f}")
+    for key, value in d.items():
+        print(f"{key}: corral − vllm = {value:+.2f}% (median of {ROUNDS} paired rounds)")
     print(json.dumps(result))
     return 0
 

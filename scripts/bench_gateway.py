@@ -3,6 +3,7 @@
     make bench-gateway                       # the corral gateway (about two minutes)
     python scripts/bench_gateway.py --stack starlette-httpx   # a bare proxy on another stack
     python scripts/bench_gateway.py --quick  # smaller counts, for a first look
+    python scripts/bench_gateway.py --compare 3   # every stack 3 times: CPU and latency
 
 Processes: two scripted engines (`fast`: 16 tokens at once; `paced`: 64 chunks 20 ms
 apart), the gateway in its own process (uvloop), and this client (aiohttp, uvloop). Every
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -209,12 +211,20 @@ FAST_BODY = _body("fast")
 HEADERS = {"Content-Type": "application/json"}
 
 
+ERRORS: dict[str, int] = {}
+
+
 async def one_request(session: aiohttp.ClientSession, url: str) -> float:
+    """Latency of one request; failures are counted in ERRORS (by URL), not raised."""
     start = time.perf_counter()
-    async with session.post(url, data=FAST_BODY, headers=HEADERS) as resp:
-        await resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{url} answered {resp.status}")
+    try:
+        async with session.post(url, data=FAST_BODY, headers=HEADERS) as resp:
+            await resp.read()
+            ok = resp.status == 200
+    except aiohttp.ClientError:
+        ok = False
+    if not ok:
+        ERRORS[url] = ERRORS.get(url, 0) + 1
     return time.perf_counter() - start
 
 
@@ -426,6 +436,7 @@ async def run(args: argparse.Namespace, t: Targets) -> dict[str, Any]:
         "rss_growth_mb": round(rss["rss_after_mb"] - rss["rss_before_mb"], 1),
         "rate_steps": steps,
         "samples": {"c1": len(c1.direct), "c64": len(c64.direct), "chunks": len(late.direct)},
+        "errors": dict(ERRORS),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -454,18 +465,68 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{phase:<22} {figure:<34} {a!s:>10} {b!s:>10}")
 
 
+async def compare_one(t: Targets) -> dict[str, float]:
+    """CPU per request and per chunk in the gateway process, and added c=1 latency."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await burst(session, t.url("gateway", "fast"), 4, 100)
+        cpu = CpuMeter(t.gateway_pid)
+        await burst(session, t.url("gateway", "fast"), 4, 1000)
+        per_request = cpu.per(4000)
+        _, late = await phase_stream(session, t, 2, 8)
+        per_chunk = cpu.per(len(late.gateway))
+        c1 = await phase_c1(session, t, 1000)
+    return {"cpu_us_per_request": round(per_request, 1), "cpu_us_per_chunk": round(per_chunk, 1),
+            "added_p50_ms": round(c1.added(50), 3), "added_p99_ms": round(c1.added(99), 3),
+            "chunk_added_p50_ms": round(late.added(50), 3)}  # fmt: skip
+
+
+def compare_main(rounds: int) -> int:
+    """Every stack, `rounds` times, in turn (so drifting machine load spreads over all)."""
+    import uvloop
+
+    fast = start_scripted("--tokens", "16", model="fast")
+    paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL),
+                           model="paced")  # fmt: skip
+    upstreams = {"fast": fast.base_url, "paced": paced.base_url}
+    rows: dict[str, list[dict[str, float]]] = {s: [] for s in STACKS}
+    try:
+        for _ in range(rounds):
+            for stack in STACKS:
+                gateway, port = start_gateway(stack, upstreams)
+                try:
+                    t = Targets(upstreams, f"http://127.0.0.1:{port}", gateway.pid)
+                    rows[stack].append(uvloop.run(compare_one(t)))
+                finally:
+                    gateway.terminate()
+                    gateway.wait(10)
+                print(stack, rows[stack][-1], flush=True)
+    finally:
+        fast.stop()
+        paced.stop()
+    medians = {s: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for s, rs in rows.items()}
+    print(f"\n{'stack':<20}" + "".join(f"{k:>22}" for k in next(iter(medians.values()))))
+    for stack, figures in medians.items():
+        print(f"{stack:<20}" + "".join(f"{v:>22}" for v in figures.values()))
+    print(json.dumps({"compare": medians, "rounds": rounds, "load_avg_1m": os.getloadavg()[0]}))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", choices=STACKS, default="corral")
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--rss-seconds", type=float, default=120.0,
                         help="time cap of the 100,000-request memory phase")  # fmt: skip
+    parser.add_argument("--compare", type=int, metavar="ROUNDS", default=0,
+                        help="compare all stacks: CPU per request and chunk")  # fmt: skip
     parser.add_argument("--serve", choices=STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_main(args.serve, dict(u.split("=", 1) for u in args.upstream))
         return 0
+    if args.compare:
+        return compare_main(args.compare)
     return asyncio_main(args)
 
 

@@ -19,7 +19,7 @@ from corral.controller.view import Replica, StaticFleet
 from corral.gateway import GatewayServer
 from tests.support.vllm import LiveEngine
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.integration
 
 LONG = {
     "messages": [{"role": "user", "content": "Count from one to one thousand."}],

@@ -39,3 +39,18 @@ def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
             pass
         count = ledger.conn.execute("SELECT count(*) FROM deployments").fetchone()[0]
     assert count == 0
+
+
+def test_statement_split_ignores_semicolons_in_comments_and_literals() -> None:
+    from corral.ledger.db import _statements
+
+    sql = (
+        "-- a comment; with a semicolon\n"
+        "CREATE TABLE t (a TEXT DEFAULT 'x;y');\n"
+        "INSERT INTO t (a) VALUES ('1;2');\n"
+        "-- trailing comment;\n"
+    )
+    assert _statements(sql) == [
+        "-- a comment; with a semicolon\nCREATE TABLE t (a TEXT DEFAULT 'x;y');",
+        "INSERT INTO t (a) VALUES ('1;2');",
+    ]

@@ -50,7 +50,9 @@ class LevelRun:
     peak_in_flight: int = 0
 
 
-def make_session(pool: int, timeout: float = 3600.0) -> aiohttp.ClientSession:
+def make_session(
+    pool: int, timeout: float = 3600.0, traces: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
     """A session whose pool holds `pool` connections (0 = unbounded, for open-loop load)."""
     connector = aiohttp.TCPConnector(
         limit=pool, limit_per_host=pool, keepalive_timeout=60, force_close=False
@@ -58,7 +60,7 @@ def make_session(pool: int, timeout: float = 3600.0) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
-        trace_configs=[wire_trace()],
+        trace_configs=[wire_trace(), *traces],
     )
 
 

@@ -113,8 +113,24 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration]) -> list[int]:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (migrations hold no semicolons inside literals)."""
-    return [s.strip() for s in sql.split(";") if s.strip()]
+    """Split a migration into statements; SQLite itself says where one ends, so semicolons
+    inside comments or string literals don't cut a statement."""
+    statements: list[str] = []
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if _has_code(pending):
+                statements.append(pending.strip())
+            pending = ""
+    if _has_code(pending.rstrip(";")):
+        statements.append(pending.rstrip(";").strip())
+    return statements
+
+
+def _has_code(text: str) -> bool:
+    lines = (line.split("--", 1)[0].strip() for line in text.splitlines())
+    return any(line and line != ";" for line in lines)
 
 
 def open_ledger(path: Path) -> Ledger:
