@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from corral.bench.results import load_from_ledger
+from corral.ledger.db import open_ledger
+from corral.paths import ledger_path
 from corral.testing.launch import RunningEngine, scripted_engine
 
 FAST = ("--ttft", "0.02", "--itl", "0.002")
@@ -203,3 +206,47 @@ def test_unreachable_server_is_a_message(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "probe request" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_deployment_name_resolves_via_the_ledger_and_the_result_is_stored(
+    tmp_path: Path,
+) -> None:
+    name = "smollm2-135m-instruct"  # the default config's deployment
+    with scripted_engine(*FAST, "--tokens", "4", model=name) as eng:
+        with open_ledger(ledger_path(tmp_path)) as ledger, ledger.transaction() as conn:
+            dep = conn.execute("INSERT INTO deployments (name, created_at) VALUES (?, 0)", (name,))
+            conn.execute(
+                "INSERT INTO runs (deployment_id, started_at, state, runtime, engine, command,"
+                " base_url, config_json) VALUES (?, 1, 'ready', 'process', 'vllm', 'x', ?, '{}')",
+                (dep.lastrowid, eng.base_url),
+            )
+        result = json_of(
+            corral(
+                "bench",
+                "serve",
+                name,
+                "--concurrency",
+                "1",
+                "-n",
+                "2",
+                "--input-len",
+                "8",
+                "--output-len",
+                "4",
+                "--json",
+                home=tmp_path,
+            )
+        )
+    assert result["target"] == {
+        "base_url": eng.base_url,
+        "model": name,
+        "deployment": name,
+        "api": "completions",
+    }
+    bench_id = result["ledger_id"]
+    with open_ledger(ledger_path(tmp_path)) as ledger:
+        assert load_from_ledger(ledger, bench_id)["levels"] == result["levels"]
+    diff = json_of(
+        corral("bench", "compare", str(bench_id), str(bench_id), "--json", home=tmp_path)
+    )
+    assert diff["regressions"] == 0

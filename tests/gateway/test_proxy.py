@@ -184,7 +184,8 @@ async def test_client_leaving_closes_the_engine_request(
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             async for _line in response.aiter_lines():
                 break
-        assert (await engine_state(eng.base_url))["running"] == 1
+            assert (await engine_state(eng.base_url))["running"] == 1
+        await _until(lambda: _running(eng.base_url), 0)
         nonstream = asyncio.ensure_future(
             client.post("/v1/chat/completions", json={"model": "scripted", "messages": HELLO})
         )
@@ -210,3 +211,15 @@ async def _until(probe: object, want: int, attempts: int = 100) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"wanted {want}, still {got}")
+
+
+async def test_responses_and_messages_reach_the_engine(
+    engines: StartEngine, gateways: Gateways
+) -> None:
+    """Passed through: the scripted engine serves neither, so its own 404 comes back."""
+    gw = await gateways.start([replica(engines(), aliases=("default",))])
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for path in ("/v1/responses", "/v1/messages"):
+            response = await client.post(path, json={"model": "default", "input": "hi"})
+            assert response.status_code == 404
+            assert response.json()["error"]["source"] == "engine"

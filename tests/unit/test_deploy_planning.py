@@ -25,4 +25,5 @@ def test_no_plan_when_the_model_is_not_visible(tmp_path: Path) -> None:
     from tests.unit.test_render import PEGASUS
 
     prepared = prepare(load_config(PEGASUS), "gpt-oss-120b", tmp_path, cpu_box)
-    assert plan_figures(prepared, {}) == {}
+    planned = plan_figures(prepared, {})
+    assert list(planned) == ["note"]

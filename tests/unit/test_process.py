@@ -147,14 +147,13 @@ async def test_a_crash_after_ready_restarts_with_backoff(tmp_path: Path) -> None
     code = "import time; print('up', flush=True); time.sleep(0.3); raise SystemExit(1)"
     policy = RestartPolicy(max_restarts=2, backoff_initial=0.1, backoff_max=0.15)
     proc = supervised(tmp_path, code, rec, restart=policy)
+    await proc.start()
     pids: list[int] = []
-    for _ in range(3):
-        await wait_for(lambda: proc.state is ProcessState.STARTING or proc.pid is None)
-        if proc.pid is None or proc.state is ProcessState.STOPPED:
-            await proc.start()
+    for attempt in (1, 2, 3):
+        await wait_for(lambda n=attempt: proc.attempt == n and proc.state is ProcessState.STARTING)
         assert proc.pid is not None
         pids.append(proc.pid)
-        assert proc.mark_ready()
+        assert proc.mark_ready()  # the caller's readiness passed: a later exit is a crash
         await proc.wait_exit()
     await wait_for(lambda: proc.state is ProcessState.FAILED)
     await asyncio.sleep(0.4)  # longer than any backoff: no fourth start

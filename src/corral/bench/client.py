@@ -1,9 +1,10 @@
 """Send one streaming request and record its timeline (aiohttp; see docs/bench.md for why).
 
-The stream is read line by line and every `data:` event is time-stamped when its line
-arrives, before it is parsed, so JSON decoding never shifts a timestamp. Events are
-classified into token chunks (content, reasoning, tool call), the usage chunk, and the
-rest (role-only or empty deltas), which are ignored for timing as guidellm and aiperf do.
+Stamps: `sent` when the request body reaches the socket (a trace hook), each block of the
+stream when its bytes reach the connection (`ArrivalClock`); events are decoded after
+their stamp, so JSON parsing never shifts a time. Events are classified into token chunks
+(content, reasoning, tool call), the usage chunk, and the rest (role-only or empty
+deltas), which are ignored for timing as guidellm and aiperf do.
 """
 
 from __future__ import annotations
@@ -146,15 +147,61 @@ async def _drain(response: aiohttp.ClientResponse, grace: float = 1.0) -> None:
         await asyncio.wait_for(response.content.read(), grace)
 
 
+class ArrivalClock:
+    """The time bytes reached the connection's protocol (`data_received`), not the time the
+    reading coroutine resumed. With hundreds of streams ready in one loop turn, coroutines
+    resume one after another, and stamping at resumption would make the last ones late by
+    the others' processing. Wraps the protocol instance's `data_received` (aiohttp's
+    `ResponseHandler`); if that is not possible, it falls back to stamping at resumption."""
+
+    def __init__(self, response: aiohttp.ClientResponse, clock: Clock) -> None:
+        self.clock = clock
+        self.pending: float | None = None
+        protocol = response.connection.protocol if response.connection else None
+        original = getattr(protocol, "data_received", None)
+        if protocol is None or original is None:
+            return
+
+        def data_received(data: bytes) -> None:
+            if self.pending is None:
+                self.pending = clock()
+            original(data)
+
+        protocol.data_received = data_received  # type: ignore[method-assign]
+        self._restore = (protocol, original)
+
+    def take(self) -> float:
+        """When the bytes now being read first arrived (now, if unknown)."""
+        at = self.pending if self.pending is not None else self.clock()
+        self.pending = None
+        return at
+
+    def close(self) -> None:
+        restore = getattr(self, "_restore", None)
+        if restore is not None:
+            protocol, _ = restore
+            del protocol.data_received  # back to the class's method for the next user
+
+
 async def _read_stream(
     response: aiohttp.ClientResponse, tl: Timeline, clock: Clock, keep_text: bool
+) -> None:
+    arrival = ArrivalClock(response, clock)
+    try:
+        await _read_events(response, tl, arrival, keep_text)
+    finally:
+        arrival.close()
+
+
+async def _read_events(
+    response: aiohttp.ClientResponse, tl: Timeline, arrival: ArrivalClock, keep_text: bool
 ) -> None:
     """Read whatever bytes have arrived, stamp them once, then split them into events:
     events that arrive in one read arrived together (and this takes a fifth of the calls
     of reading line by line, which matters at thousands of chunks a second)."""
     tail = b""
     async for block in response.content.iter_any():
-        at = clock()
+        at = arrival.take()
         lines, tail = _events(tail + block)
         for raw in lines:
             if not raw.startswith(b"data:"):

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.cli.common import config_from, home_of
-from corral.cli.recipes import print_known_issues
 from corral.config import CorralConfig
 from corral.deploy.flow import DeployOptions, DeployResult, Services, deploy, log_lines, stop
 from corral.deploy.planning import plan_figures
@@ -21,7 +20,15 @@ from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
 
 CONFIG = typer.Option(None, "--config", "-c", help="corral.yaml (default: the built-in fleet)")
-STYLE = {"phase": "cyan", "fact": "dim", "failure": "red", "ready": "green", "check": "white"}
+STYLE = {
+    "issue": "yellow",
+    "forced": "red",
+    "phase": "cyan",
+    "fact": "dim",
+    "failure": "red",
+    "ready": "green",
+    "check": "white",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +76,6 @@ def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option
     )
     with services.ledger:
         result = deploy(cfg, name, services, options)
-        print_known_issues(console, result.prepared.choice.recipe.known_issues)
         Console().print(summary(result, runs.phases(services.ledger, result.run_id)))
 
 

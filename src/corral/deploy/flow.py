@@ -47,7 +47,7 @@ from corral.runtime.process import display_line
 from corral.runtime.readiness import NotReady, Probe, wait_ready
 
 Say = Callable[[str, str], None]
-Planner = Callable[[Prepared, dict[str, str]], dict[str, tuple[float, str]]]
+Planner = Callable[[Prepared, dict[str, str]], dict[str, tuple[float | str, str]]]
 AFTER_READY_GRACE = 5.0
 
 
@@ -93,6 +93,10 @@ def deploy(
     """Deploy `name` (see the module docstring); EngineError if it never became ready."""
     prepared = prepare(config, name, services.home, services.detect, force=options.force)
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
+    if prepared.choice.forced:
+        services.say("forced", "; ".join(prepared.choice.mismatches))
+    for issue in prepared.choice.recipe.known_issues:
+        services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
     run_id, handle, adopted, notes = launch_or_adopt(prepared, services)
     timeout = options.timeout or prepared.deployment.startup_timeout
     try:
@@ -265,7 +269,7 @@ async def startup(
     adopted: bool,
 ) -> float | None:
     """Watch the log and probe readiness together; the seconds from launch to ready."""
-    events: queue.Queue[EngineEvent] = queue.Queue()
+    events: queue.Queue[tuple[EngineEvent, float]] = queue.Queue()
     done = threading.Event()
     watcher = None
     if not adopted:
@@ -294,27 +298,32 @@ async def startup(
 def watch_log(
     prepared: Prepared,
     handle: EngineHandle,
-    events: queue.Queue[EngineEvent],
+    events: queue.Queue[tuple[EngineEvent, float]],
     done: threading.Event,
 ) -> None:
     """Thread body: feed the engine's log to its parser until it says ready (or ends)."""
     parser = engine_for(prepared.deployment.engine).parser()
     lines = handle.lines(lambda: not done.is_set())
-    watch_lines(lines, parser, events.put)
+    # Each event is stamped when it was read: the engine's own stamps have one-second
+    # resolution and the engine's clock and time zone (a container's may differ).
+    watch_lines(lines, parser, lambda event: events.put((event, time.time())))
 
 
 def drain(
-    events: queue.Queue[EngineEvent], run_id: int, prepared: Prepared, services: Services
+    events: queue.Queue[tuple[EngineEvent, float]],
+    run_id: int,
+    prepared: Prepared,
+    services: Services,
 ) -> None:
     """Record the events the watcher found (on the caller's thread: one ledger writer)."""
     ledger, name = services.ledger, prepared.deployment.name
     while True:
         try:
-            event = events.get_nowait()
+            event, read_at = events.get_nowait()
         except queue.Empty:
             return
         if isinstance(event, Phase) and event.name != "ready":
-            runs.record_phase(ledger, run_id, event.name, event.at or time.time())
+            runs.record_phase(ledger, run_id, event.name, read_at)
             services.say("phase", event.name)
         elif isinstance(event, Fact):
             runs.record_fact(

@@ -20,9 +20,9 @@ def _kv_memory(prepared: Prepared, facts: dict[str, str]) -> str | None:
     return dict(prepared.launch.env).get("VLLM_CPU_KVCACHE_SPACE") or None
 
 
-def plan_figures(prepared: Prepared, facts: dict[str, str]) -> dict[str, tuple[float, str]]:
-    """Planned figures by fact name; empty when the planner can't plan this deployment
-    (an unknown hardware kind, a model folder not visible from here ...)."""
+def plan_figures(prepared: Prepared, facts: dict[str, str]) -> dict[str, tuple[float | str, str]]:
+    """Planned figures by fact name; only a `note` saying why when the planner can't plan
+    this deployment (an unknown hardware kind, a model folder not visible from here ...)."""
     from corral.hardware.profiles import load_profile
     from corral.planner.plan import PlanInputs, make_plan
 
@@ -35,8 +35,9 @@ def plan_figures(prepared: Prepared, facts: dict[str, str]) -> dict[str, tuple[f
     )
     try:
         plan = make_plan(inputs, load_profile(prepared.hardware_kind))
-    except (CorralError, OSError, ValueError, KeyError):
-        return {}
+    except (CorralError, OSError, ValueError, KeyError) as exc:
+        reason = exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
+        return {"note": (reason.splitlines()[0][:300], "")}
     return {
         "model_load_gib": (round(plan.weights.loaded_bytes / GIB, 2), "GiB"),
         "kv_cache_memory_gib": (round(plan.kv_memory_bytes[1] / GIB, 2), "GiB"),

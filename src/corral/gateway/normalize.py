@@ -25,28 +25,34 @@ class Tokens:
     seen: bool = False
 
 
-def mirror_reasoning(message: dict[str, Any]) -> None:
-    """Give a message or delta both reasoning fields if it has either."""
+def mirror_reasoning(message: dict[str, Any]) -> bool:
+    """Give a message or delta both reasoning fields if it has either; True if it changed."""
     if "reasoning" in message:
         if "reasoning_content" not in message:
             message["reasoning_content"] = message["reasoning"]
+            return True
     elif "reasoning_content" in message:
         message["reasoning"] = message["reasoning_content"]
+        return True
+    return False
 
 
-def normalize(obj: dict[str, Any], requested: str) -> None:
-    """Rewrite one response object or stream chunk in place."""
-    if "model" in obj:
+def normalize(obj: dict[str, Any], requested: str) -> bool:
+    """Rewrite one response object or stream chunk in place; True if anything changed."""
+    changed = False
+    if "model" in obj and obj["model"] != requested:
         obj["model"] = requested
+        changed = True
     choices = obj.get("choices")
     if not isinstance(choices, list):
-        return
+        return changed
     for choice in choices:
         if not isinstance(choice, dict):
             continue
         body = choice.get("message") or choice.get("delta")
-        if isinstance(body, dict):
-            mirror_reasoning(body)
+        if isinstance(body, dict) and mirror_reasoning(body):
+            changed = True
+    return changed
 
 
 def is_usage_chunk(obj: dict[str, Any]) -> bool:

@@ -126,30 +126,44 @@ class Upstream:
         )  # fmt: skip
 
     async def _try(self, replica: Replica, ex: Exchange) -> tuple[Opened | None, HttpError | None]:
-        """One attempt. Success → (opened, None); a retryable failure → (None, error)."""
+        """One attempt. Success → (opened, None); a retryable failure → (None, error).
+
+        A first-byte timeout counts against the replica but is not retried (the engine may
+        still be working on it); a cancelled attempt (client gone) frees a probe slot.
+        """
         self.balancer.begin(replica.id)
-        ok = False
+        verdict = ""
         try:
             response = await self._post(replica, ex)
             if response.status < 500:  # a 4xx is the client's fault, not the replica's
-                ok = True
+                verdict = "ok"
                 self.balancer.succeeded(replica.id)
                 return Opened(replica, response), None
-            raw = await self._read_error(response)
-            self.balancer.failed(replica.id)
-            body = engine_error_body(response.status, raw)
+            verdict = "failed"
+            body = engine_error_body(response.status, await self._read_error(response))
             return None, HttpError(response.status, "engine error", source="engine", payload=body)
         except RETRYABLE as exc:
-            self.balancer.failed(replica.id)
+            verdict = "failed"
             return None, HttpError(
                 502,
                 f"could not reach the engine of `{replica.served_name}` ({replica.id}): "
                 f"{exc.__class__.__name__}",
                 code="engine_unreachable",
             )
+        except HttpError:
+            verdict = "failed"
+            raise
         finally:
-            if not ok:
-                self.balancer.end(replica.id)
+            self._after_attempt(replica.id, verdict)
+
+    def _after_attempt(self, replica_id: str, verdict: str) -> None:
+        if verdict == "ok":
+            return  # the slot is held until the answer is relayed (`_settle`)
+        self.balancer.end(replica_id)
+        if verdict == "failed":
+            self.balancer.failed(replica_id)
+        else:
+            self.balancer.abandon(replica_id)
 
     async def _post(self, replica: Replica, ex: Exchange) -> aiohttp.ClientResponse:
         loop = asyncio.get_running_loop()
@@ -224,8 +238,9 @@ class Upstream:
         if not isinstance(obj, dict):
             return raw
         read_usage(obj, ex.tokens)
-        normalize(obj, ex.route.requested)
-        return codec.dumps(obj)
+        if normalize(obj, ex.route.requested):
+            return codec.dumps(obj)
+        return raw  # nothing changed: skip re-encoding
 
     async def _relay_stream(
         self, request: web.BaseRequest, ex: Exchange, upstream: aiohttp.ClientResponse
@@ -233,7 +248,12 @@ class Upstream:
         response = web.StreamResponse(status=200, headers=SSE_HEADERS)
         await response.prepare(request)
         ex.status = 200
-        relay = SseRelay(ex.route.requested, wants_usage=ex.wants_usage, rewrite=ex.rewrite)
+        relay = SseRelay(
+            ex.route.requested,
+            wants_usage=ex.wants_usage,
+            rewrite=ex.rewrite,
+            served=ex.route.served_name,
+        )
         tail = await self._pump(ex, upstream, relay, response)
         if tail:
             await response.write(tail)

@@ -36,8 +36,15 @@ def error_event(status: int, message: str, code: str) -> bytes:
 class SseRelay:
     """Normalizes an OpenAI chat/completions stream chunk by chunk and counts tokens."""
 
-    def __init__(self, requested: str, *, wants_usage: bool, rewrite: bool = True) -> None:
+    def __init__(
+        self, requested: str, *, wants_usage: bool, rewrite: bool = True, served: str | None = None
+    ) -> None:
         self.requested = requested
+        # Fast path: most chunks need only the model name swapped (or nothing at all), which
+        # a byte replace does without decoding. `"model":"<served>"` can only occur as a real
+        # key: inside JSON strings the quotes are escaped. No match → the full path.
+        self._model_from = b'"model":' + codec.dumps(served) if served else b""
+        self._model_to = b'"model":' + codec.dumps(requested)
         self.wants_usage = wants_usage
         self.rewrite = rewrite
         self.tokens = Tokens()
@@ -84,6 +91,9 @@ class SseRelay:
         if payload == b"[DONE]":
             self.done = True
             return DONE
+        quick = self._quick(payload)
+        if quick is not None:
+            return quick
         try:
             obj = codec.loads(payload)
         except ValueError:
@@ -91,6 +101,16 @@ class SseRelay:
         if not isinstance(obj, dict):
             return event + b"\n\n"
         return self._chunk(obj)
+
+    def _quick(self, payload: bytes) -> bytes | None:
+        """The event without decoding it, when nothing but the model name needs changing."""
+        if b'"usage"' in payload or b'"reasoning' in payload or b'"error"' in payload:
+            return None
+        if self._model_from and self._model_from != self._model_to:
+            if self._model_from not in payload:
+                return None
+            payload = payload.replace(self._model_from, self._model_to, 1)
+        return b"data: " + payload + b"\n\n"
 
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if "usage" in obj:

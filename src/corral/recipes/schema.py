@@ -77,7 +77,7 @@ class ReferenceFigure(Strict):
     """A figure measured elsewhere, with its source (shown beside corral's own measurements)."""
 
     name: str
-    value: float | str
+    value: int | float | str
     unit: str = ""
     source: str
     note: str = ""

@@ -248,9 +248,14 @@ def _reference_figures(book: Logbook) -> list[str]:
         "|---|---|---|",
     ]
     lines += [
-        f"| {f['name']} | {f['value']} {f.get('unit', '')} | {f['source']} |" for f in figures
+        f"| {f['name']} | {_figure(f['value'])} {f.get('unit', '')} | {f['source']} |"
+        for f in figures
     ]
     return lines
+
+
+def _figure(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def memory(book: Logbook) -> list[str]:
@@ -271,11 +276,23 @@ def memory(book: Logbook) -> list[str]:
         )
     if len(lines) == 4:
         lines.append("| (the engine logged no capacity figures) | — | — |")
-    if not any(n.startswith("planned.") for n in facts):
+    if "planned.note" in facts:
+        lines += [
+            "",
+            f"Planned figures: the planner could not plan this run here "
+            f"({facts['planned.note'].value}).",
+        ]
+    elif not any(n.startswith("planned.") for n in facts):
         lines += [
             "",
             "Planned figures: none recorded for this run (no planner was plugged "
             "into `corral deploy`).",
+        ]
+    else:
+        lines += [
+            "",
+            "Planned: `corral plan` for this model, hardware and engine version, "
+            "given the KV memory the engine reported.",
         ]
     return lines
 

@@ -198,7 +198,6 @@ class SupervisedProcess:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_path = self.log_dir / f"{self.spec.name}-{stamp}-{self.attempt}.log"
         log = self.log_path.open("wb")
-        self._set_state(ProcessState.STARTING)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.spec.argv,
@@ -220,6 +219,9 @@ class SupervisedProcess:
         self._proc = proc
         self.pid = proc.pid
         self.started_at = time.time()
+        # starting only once the process exists (observers read its pid), and before its
+        # first line is read (the line callback may depend on a per-run set-up)
+        self._set_state(ProcessState.STARTING)
         pump = asyncio.create_task(self._pump(proc, log))
         self._watch_task = asyncio.create_task(self._watch(proc, pump, log))
 

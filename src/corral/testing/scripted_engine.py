@@ -549,7 +549,10 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
 
 
 async def _serve(script: Script, host: str, port: int) -> None:
-    runner = web.AppRunner(build_app(script), access_log=None, handle_signals=False)
+    # handler_cancellation: like vLLM, stop work on a request whose client went away
+    runner = web.AppRunner(
+        build_app(script), access_log=None, handle_signals=False, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
     await site.start()
