@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.support.vllm starts the engine the tests use
 
+import httpx  # noqa: E402
 from tests.support.vllm import start_default_engine  # noqa: E402
 
 from corral.store import default_model  # noqa: E402
@@ -51,43 +52,21 @@ def home() -> Path:
     return Path(os.environ.get("CORRAL_TEST_HOME", REPO / ".corral" / "test-home"))
 
 
-def run_vllm_bench(base_url: str, name: str, model: Path, out: Path) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        "-c",
-        VLLM_BENCH,
-        "--backend",
-        "openai",
-        "--base-url",
-        base_url,
-        "--endpoint",
-        "/v1/completions",
-        "--model",
-        str(model),
-        "--served-model-name",
-        name,
-        "--tokenizer",
-        str(model),
-        "--dataset-name",
-        "random",
-        "--random-input-len",
-        str(INPUT_LEN),
-        "--random-output-len",
-        str(OUTPUT_LEN),
-        "--ignore-eos",
-        "--num-prompts",
-        str(REQUESTS),
-        "--max-concurrency",
-        str(CONCURRENCY),
-        "--num-warmups",
-        str(WARMUP),
-        "--disable-tqdm",
-        "--save-result",
-        "--result-dir",
-        str(out.parent),
-        "--result-filename",
-        out.name,
-    ]
+def pairs(options: dict[str, object]) -> list[str]:
+    return [part for key, value in options.items() for part in (key, str(value))]
+
+
+def run_vllm_bench(base_url: str, name: str, model: Path, out: Path, seed: int) -> dict[str, Any]:
+    options = {
+        "--backend": "openai", "--base-url": base_url, "--endpoint": "/v1/completions",
+        "--model": model, "--served-model-name": name, "--tokenizer": model,
+        "--dataset-name": "random", "--random-input-len": INPUT_LEN,
+        "--random-output-len": OUTPUT_LEN, "--num-prompts": REQUESTS,
+        "--max-concurrency": CONCURRENCY, "--num-warmups": WARMUP, "--seed": seed,
+        "--result-dir": out.parent, "--result-filename": out.name,
+    }  # fmt: skip
+    argv = [sys.executable, "-c", VLLM_BENCH, *pairs(options), "--ignore-eos",
+            "--disable-tqdm", "--save-result"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
     if done.returncode != 0:
@@ -101,29 +80,14 @@ def run_vllm_bench(base_url: str, name: str, model: Path, out: Path) -> dict[str
     }
 
 
-def run_corral_bench(base_url: str, name: str) -> dict[str, Any]:
-    argv = [
-        str(REPO / ".venv" / "bin" / "corral"),
-        "bench",
-        "serve",
-        base_url,
-        "--model",
-        name,
-        "--api",
-        "completions",
-        "--concurrency",
-        str(CONCURRENCY),
-        "--requests",
-        str(REQUESTS),
-        "--warmup",
-        str(WARMUP),
-        "--input-len",
-        str(INPUT_LEN),
-        "--output-len",
-        str(OUTPUT_LEN),
-        "--json",
-        "--quiet",
-    ]
+def run_corral_bench(base_url: str, name: str, seed: int) -> dict[str, Any]:
+    options = {
+        "--model": name, "--api": "completions", "--concurrency": CONCURRENCY,
+        "--requests": REQUESTS, "--warmup": WARMUP, "--input-len": INPUT_LEN,
+        "--output-len": OUTPUT_LEN, "--seed": seed,
+    }  # fmt: skip
+    argv = [str(REPO / ".venv" / "bin" / "corral"), "bench", "serve", base_url,
+            *pairs(options), "--json", "--quiet"]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise SystemExit("corral bench serve failed:\n" + done.stderr[-3000:])
@@ -141,32 +105,77 @@ def diff_pct(ours: float, theirs: float) -> float:
     return (ours - theirs) / theirs * 100.0
 
 
-def timed(job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one tool; note the load average before and the CPU its process used."""
+ENGINE_METRICS = (
+    "vllm:time_to_first_token_seconds_sum",
+    "vllm:time_to_first_token_seconds_count",
+    "vllm:e2e_request_latency_seconds_sum",
+    "vllm:e2e_request_latency_seconds_count",
+)
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """The engine's own counters (summed over label sets)."""
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    out = dict.fromkeys(ENGINE_METRICS, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in out:
+            out[name] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def engine_view(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The engine's mean TTFT and e2e latency over the requests of one tool run."""
+    d = {k: after[k] - before[k] for k in ENGINE_METRICS}
+    ttft = d["vllm:time_to_first_token_seconds_sum"] / d["vllm:time_to_first_token_seconds_count"]
+    e2e = d["vllm:e2e_request_latency_seconds_sum"] / d["vllm:e2e_request_latency_seconds_count"]
+    return {"engine_mean_ttft_ms": ttft * 1000, "engine_mean_e2e_ms": e2e * 1000}
+
+
+def timed(base_url: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one tool; note the load average, the CPU its process used, and the engine's own
+    view of the same requests (from /metrics, before and after)."""
     load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, counters = resource.getrusage(resource.RUSAGE_CHILDREN), scrape(base_url)
     row = job()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {**row, "loadavg_before": load, "tool_cpu_s": round(cpu, 2)}
+    engine = engine_view(counters, scrape(base_url))
+    # Relative to the engine's own account: TTFT over the engine's TTFT, and throughput
+    # over what the engine's mean request latency implies for this closed loop
+    # (concurrency × tokens per request ÷ mean e2e). Both cancel how fast the engine
+    # happened to be during this run on a shared machine.
+    implied_tok_s = CONCURRENCY * OUTPUT_LEN / (engine["engine_mean_e2e_ms"] / 1000)
+    return {
+        **row,
+        **engine,
+        "loadavg_before": load,
+        "tool_cpu_s": round(cpu, 2),
+        "ttft_vs_engine": row["mean_ttft_ms"] / engine["engine_mean_ttft_ms"],
+        "tok_s_vs_engine": row["output_tok_s"] / implied_tok_s,
+    }
 
 
 def measure(base_url: str, name: str, model: Path, work: Path) -> dict[str, Any]:
     """ROUNDS rounds, each one run of each tool back to back, the order swapped every round
-    (a machine shared with others drifts: pairing runs in time cancels most of it)."""
+    (a machine shared with others drifts: pairing runs in time cancels most of it); a new
+    prompt seed every round, so no round reuses another's prompts from the prefix cache."""
     rounds = []
     for i in range(ROUNDS):
         jobs = {
-            "vllm": lambda i=i: run_vllm_bench(base_url, name, model, work / f"vllm-{i}.json"),
-            "corral": lambda: run_corral_bench(base_url, name),
+            "vllm": lambda i=i: run_vllm_bench(
+                base_url, name, model, work / f"vllm-{i}.json", seed=100 + i
+            ),
+            "corral": lambda i=i: run_corral_bench(base_url, name, seed=100 + i),
         }
         order = ["vllm", "corral"] if i % 2 == 0 else ["corral", "vllm"]
-        pair = {tool: timed(jobs[tool]) for tool in order}
+        pair = {tool: timed(base_url, jobs[tool]) for tool in order}
         rounds.append(pair)
         print(f"round {i + 1}: vllm {pair['vllm']}\n         corral {pair['corral']}", flush=True)
+    keys = ("output_tok_s", "mean_ttft_ms", "mean_tpot_ms", "tok_s_vs_engine", "ttft_vs_engine")
     diffs = {
         key: statistics.median(diff_pct(r["corral"][key], r["vllm"][key]) for r in rounds)
-        for key in ("output_tok_s", "mean_ttft_ms", "mean_tpot_ms")
+        for key in keys
     }
     return {"median_round_diff_pct": diffs, "rounds": rounds}
 
@@ -192,9 +201,14 @@ def main() -> int:
             fcntl.flock(lock, fcntl.LOCK_UN)
     d = found["median_round_diff_pct"]
     result = {
-        "throughput_diff_pct": d["output_tok_s"],
-        "ttft_diff_pct": d["mean_ttft_ms"],
-        "tpot_diff_pct": d["mean_tpot_ms"],
+        # Headline: each tool's figure relative to the engine's own account of the same
+        # run, then corral against vLLM (robust to the engine's speed changing between
+        # runs on a shared machine); the raw paired differences follow.
+        "throughput_diff_pct": d["tok_s_vs_engine"],
+        "ttft_diff_pct": d["ttft_vs_engine"],
+        "raw_throughput_diff_pct": d["output_tok_s"],
+        "raw_ttft_diff_pct": d["mean_ttft_ms"],
+        "raw_tpot_diff_pct": d["mean_tpot_ms"],
         "settings": {
             "input_len": INPUT_LEN,
             "output_len": OUTPUT_LEN,

@@ -12,9 +12,10 @@ gateway requests alternate, or alternate in blocks for concurrent phases), so ma
 noise hits both alike. "Added" = gateway percentile − direct percentile.
 
 Phases: non-streamed latency at concurrency 1 and 64; a 64-chunk stream (time to first
-chunk, per-chunk lateness against the engine's schedule); open-loop rate steps up to the
-highest rate whose added p99 stays under 10 ms; gateway RSS before and after 100,000
-requests (bounded by --rss-seconds). Prints a table, then one JSON object as the last line.
+chunk; per chunk, the delay from the engine's write, stamped in the chunk, to arrival);
+open-loop rate steps up to the highest rate whose added p99 stays under 10 ms; gateway RSS
+before and after 100,000 requests (bounded by --rss-seconds); the gateway process's CPU
+time per request and per chunk. Prints a table, then one JSON object as the last line.
 
 `--stack` selects what runs in the gateway process: `corral` (the real gateway), or a
 bare pass-through proxy built on another server/client pair (used for
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -296,10 +298,19 @@ async def phase_c64(session: aiohttp.ClientSession, t: Targets, rounds: int, per
     return result
 
 
+STAMP = re.compile(rb'"x_t":([0-9.e+-]+)')
+
+
 async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, list[float]]:
-    """(time to first chunk, each chunk's lateness against the engine's own schedule)."""
+    """(time to first chunk, each chunk's delay from the engine's write to its arrival here).
+
+    The engine (`--stamp`) puts its perf_counter time in every chunk just before writing
+    it; perf_counter is CLOCK_MONOTONIC, shared by all processes on the machine, so the
+    delay is exactly the transport (direct) or transport + gateway, free of engine jitter.
+    """
     start = time.perf_counter()
-    arrivals: list[float] = []
+    first: float | None = None
+    delays: list[float] = []
     async with session.post(url, data=_body("paced", stream=True), headers=HEADERS) as resp:
         buffer = b""
         async for data in resp.content.iter_any():
@@ -307,10 +318,14 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, l
             buffer += data
             while b"\n\n" in buffer:
                 event, buffer = buffer.split(b"\n\n", 1)
-                if event.startswith(b"data: {") and b'"choices":[]' not in event:
-                    arrivals.append(now - start)
-    late = [a - i * STREAM_ITL for i, a in enumerate(arrivals)]
-    return arrivals[0], late
+                stamp = STAMP.search(event)
+                if stamp is None:
+                    continue
+                first = now - start if first is None else first
+                delays.append(now - float(stamp.group(1)))
+    if first is None:
+        raise SystemExit(f"no stamped chunk from {url}: is the paced engine started with --stamp?")
+    return first, delays
 
 
 async def phase_stream(
@@ -408,7 +423,7 @@ async def run(args: argparse.Namespace, t: Targets) -> dict[str, Any]:
         cpu_c1 = cpu.per(len(c1.gateway))
         c64 = await phase_c64(session, t, 2 if q else 6, 10 if q else 30)
         cpu_c64 = cpu.per(len(c64.gateway))
-        ttfc, late = await phase_stream(session, t, 2 if q else 4, 8)
+        ttfc, late = await phase_stream(session, t, 2 if q else 6, 4)
         cpu_chunk = cpu.per(len(late.gateway))
         rates = [250, 500, 1000] if q else [250, 500, 1000, 1500, 2000, 2500, 3000, 4000]
         steps = await phase_rate(session, t, rates, 1.0 if q else 2.0)
@@ -485,7 +500,7 @@ def compare_main(rounds: int) -> int:
     import uvloop
 
     fast = start_scripted("--tokens", "16", model="fast")
-    paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL),
+    paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL), "--stamp",
                            model="paced")  # fmt: skip
     upstreams = {"fast": fast.base_url, "paced": paced.base_url}
     rows: dict[str, list[dict[str, float]]] = {s: [] for s in STACKS}
@@ -534,7 +549,7 @@ def asyncio_main(args: argparse.Namespace) -> int:
     import uvloop
 
     fast = start_scripted("--tokens", "16", model="fast")
-    paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL),
+    paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL), "--stamp",
                            model="paced")  # fmt: skip
     engines: list[RunningEngine] = [fast, paced]
     upstreams = {"fast": fast.base_url, "paced": paced.base_url}

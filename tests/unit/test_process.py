@@ -144,7 +144,13 @@ async def test_scripted_engine_ignoring_sigterm_is_killed(tmp_path: Path) -> Non
 
 async def test_a_crash_after_ready_restarts_with_backoff(tmp_path: Path) -> None:
     rec = Recorder()
-    code = "import time; print('up', flush=True); time.sleep(0.3); raise SystemExit(1)"
+    # each run waits for its own go-ahead file, so the crash comes after mark_ready()
+    code = (
+        "import os, pathlib, time; print('up', flush=True)\n"
+        f"flag = pathlib.Path({str(tmp_path)!r}) / f'crash-{{os.getpid()}}'\n"
+        "while not flag.exists(): time.sleep(0.02)\n"
+        "raise SystemExit(1)"
+    )
     policy = RestartPolicy(max_restarts=2, backoff_initial=0.1, backoff_max=0.15)
     proc = supervised(tmp_path, code, rec, restart=policy)
     await proc.start()
@@ -154,6 +160,7 @@ async def test_a_crash_after_ready_restarts_with_backoff(tmp_path: Path) -> None
         assert proc.pid is not None
         pids.append(proc.pid)
         assert proc.mark_ready()  # the caller's readiness passed: a later exit is a crash
+        (tmp_path / f"crash-{proc.pid}").touch()
         await proc.wait_exit()
     await wait_for(lambda: proc.state is ProcessState.FAILED)
     await asyncio.sleep(0.4)  # longer than any backoff: no fourth start
@@ -164,16 +171,21 @@ async def test_a_crash_after_ready_restarts_with_backoff(tmp_path: Path) -> None
         ("stopped", "starting"), ("failed", "starting"), ("failed", "starting"),
     ]  # fmt: skip
     assert all(gone(pid) for pid in pids)
-    logs = sorted(p.name for p in tmp_path.iterdir())
+    logs = sorted(p.name for p in tmp_path.glob("*.log"))
     assert len(logs) == 3  # one log file per run
 
 
 async def test_stop_during_backoff_cancels_the_restart(tmp_path: Path) -> None:
     rec = Recorder()
-    code = "print('up', flush=True); raise SystemExit(1)"
+    code = (
+        "import pathlib, time; print('up', flush=True)\n"
+        f"while not (pathlib.Path({str(tmp_path)!r}) / 'crash').exists(): time.sleep(0.02)\n"
+        "raise SystemExit(1)"
+    )
     proc = supervised(tmp_path, code, rec, restart=RestartPolicy(backoff_initial=5.0))
     await proc.start()
-    proc.mark_ready()
+    assert proc.mark_ready()  # so the exit is a crash, and a restart is due in 5 s
+    (tmp_path / "crash").touch()
     await proc.wait_exit()
     await wait_for(lambda: proc.state is ProcessState.FAILED)
     await proc.stop()

@@ -32,13 +32,12 @@ def list_recipes(config: Path | None = CONFIG) -> None:
     """
     table = Table("name", "models", "hardware", "runtime", "image / binary")
     for recipe in load_recipes(config_from(config).recipes_dir).values():
-        image = recipe.container.image if recipe.container else " ".join(recipe.process.command[:3])  # type: ignore[union-attr]
         table.add_row(
             recipe.name,
             ", ".join(recipe.match.models),
             ", ".join(recipe.match.hardware),
             recipe.runtime,
-            image,
+            launcher_of(recipe),
         )
     Console().print(table)
 
@@ -98,6 +97,13 @@ def print_known_issues(console: Console, issues: list[KnownIssue]) -> None:
             f"    → {issue.action}",
             highlight=False,
         )
+
+
+def launcher_of(recipe: Recipe) -> str:
+    """The image, or the start of the process command."""
+    if recipe.container is not None:
+        return recipe.container.image
+    return " ".join(recipe.process.command[:3]) if recipe.process else "?"
 
 
 def describe_recipe(recipe: Recipe) -> str:

@@ -30,12 +30,10 @@ from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics, replica_lines
-from corral.gateway.proxy import JSON_HEADERS, Exchange, Upstream
+from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
 from corral.gateway.routing import Route, Router
 
 log = logging.getLogger("corral.gateway")
-
-CLIENT_CLOSED = 499  # nginx's status for "client closed the request", in metrics only
 
 Handler = Callable[[web.BaseRequest, Principal], Awaitable[web.StreamResponse]]
 
@@ -170,7 +168,8 @@ class Gateway:
         try:
             payload = limits.parse_body(await read_body(request, self.settings.max_body_bytes))
             model = limits.requested_model(payload)
-            labels = ("", model, who.name)
+            # `model` becomes a label only once it resolved: unknown names from clients
+            # must not grow the metrics without bound.
             route = self._route(model, who)
             labels = (route.served_name, model, who.name)
             ex = self._exchange(endpoint, route, payload, started)
@@ -224,10 +223,11 @@ class Gateway:
         stream = payload.get("stream") is True
         wants_usage = limits.wants_usage(payload)
         body = limits.upstream_body(payload, route.served_name, stream=stream and endpoint.rewrite)
+        timeouts = head.timeouts or self.settings.timeouts
         return Exchange(
             path=endpoint.path, route=route, body=body, stream=stream, wants_usage=wants_usage,
-            rewrite=endpoint.rewrite, started=started,
-            timeouts=head.timeouts or self.settings.timeouts,
+            rewrite=endpoint.rewrite, started=started, timeouts=timeouts,
+            deadline=asyncio.get_running_loop().time() + timeouts.total,
         )  # fmt: skip
 
     async def _admitted(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:

@@ -37,6 +37,31 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
 
+CLIENT_CLOSED = 499  # nginx's status for "client closed the request"; metrics only
+
+
+class ClientGone(Exception):
+    """Writing to the client failed: it went away. Not the engine's fault.
+
+    Internal control flow between `_send` and `forward`; it never leaves the gateway.
+    """
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("client went away")
+        self.response = response
+
+
+async def _send(response: web.StreamResponse, data: bytes, *, eof: bool = False) -> None:
+    """Write to the client; a vanished client becomes ClientGone (not an engine failure)."""
+    try:
+        if eof:
+            await response.write_eof()
+        else:
+            await response.write(data)
+    except (ConnectionError, aiohttp.ClientConnectionResetError) as exc:
+        raise ClientGone(response) from exc
+
+
 @dataclass
 class Exchange:
     """One client request on its way through: what was asked and what happened."""
@@ -47,8 +72,9 @@ class Exchange:
     stream: bool
     wants_usage: bool
     rewrite: bool
-    started: float
+    started: float  # the gateway's clock: for metrics
     timeouts: Timeouts
+    deadline: float = 0.0  # the event loop's clock: when the `total` timeout ends
     replica: Replica | None = None
     status: int = 0
     first_at: float | None = None
@@ -87,6 +113,9 @@ class Upstream:
                 response = await self._relay_whole(ex, opened.response)
             outcome = "failed" if ex.status >= 500 else "ok"
             return response
+        except ClientGone as gone:
+            ex.status = CLIENT_CLOSED
+            return gone.response
         except HttpError:
             outcome = "failed"
             raise
@@ -167,7 +196,7 @@ class Upstream:
 
     async def _post(self, replica: Replica, ex: Exchange) -> aiohttp.ClientResponse:
         loop = asyncio.get_running_loop()
-        deadline = min(ex.started + ex.timeouts.total, loop.time() + ex.timeouts.first_byte)
+        deadline = min(ex.deadline, loop.time() + ex.timeouts.first_byte)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self.session.post(
@@ -207,7 +236,7 @@ class Upstream:
     # -- relay -----------------------------------------------------------------------
     async def _relay_whole(self, ex: Exchange, upstream: aiohttp.ClientResponse) -> web.Response:
         loop = asyncio.get_running_loop()
-        deadline = min(ex.started + ex.timeouts.total, loop.time() + ex.timeouts.idle)
+        deadline = min(ex.deadline, loop.time() + ex.timeouts.idle)
         try:
             async with asyncio.timeout_at(deadline):
                 raw = await upstream.read()
@@ -256,8 +285,8 @@ class Upstream:
         )
         tail = await self._pump(ex, upstream, relay, response)
         if tail:
-            await response.write(tail)
-        await response.write_eof()
+            await _send(response, tail)
+        await _send(response, b"", eof=True)
         ex.tokens = relay.tokens
         ex.reasoning_chunks = relay.reasoning_chunks
         return response
@@ -268,7 +297,7 @@ class Upstream:
     ) -> bytes:  # fmt: skip
         """Copy engine events to the client until the end; returns what still must be sent."""
         loop = asyncio.get_running_loop()
-        total_deadline = ex.started + ex.timeouts.total
+        total_deadline = ex.deadline
         wait, phase = ex.timeouts.first_byte, "first-byte"
         last = 0.0
         try:
@@ -286,18 +315,19 @@ class Upstream:
                 last = now
                 out = relay.feed(data)
                 if out:
-                    await response.write(out)
+                    await _send(response, out)
         except TimeoutError:
             which = "total" if loop.time() >= total_deadline else phase
-            return self._cut(ex, relay, f"the engine sent nothing within the {which} timeout")
+            why = f"the engine sent nothing within the {which} timeout"
+            return self._cut(ex, relay, 504, why, "engine_timeout")
         except RETRYABLE as exc:
             why = f"the engine closed the stream mid-answer ({exc.__class__.__name__})"
-            return self._cut(ex, relay, why)
+            return self._cut(ex, relay, 502, why, "engine_disconnected")
 
-    def _cut(self, ex: Exchange, relay: SseRelay, why: str) -> bytes:
-        ex.status = 502 if "closed" in why else 504
+    def _cut(self, ex: Exchange, relay: SseRelay, status: int, why: str, code: str) -> bytes:
+        """The end of a stream the engine broke: an error event and [DONE] (once)."""
+        ex.status = status
         if relay.done:
             return b""
         relay.done = True
-        code = "engine_disconnected" if ex.status == 502 else "engine_timeout"
-        return error_event(ex.status, why, code) + DONE
+        return error_event(status, why, code) + DONE
