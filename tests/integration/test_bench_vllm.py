@@ -68,3 +68,17 @@ def test_serve_sweep_on_the_real_engine(vllm_engine: LiveEngine) -> None:
         # prompts were fitted with vLLM's own /tokenize: 32 tokens, give or take one
         assert 4 * 31 <= level["prompt_tokens"] <= 4 * 33
         assert level["good_fraction"] == 1.0
+
+
+def test_probes_on_the_real_engine(vllm_engine: LiveEngine) -> None:
+    result = run_json("bench", "probes", vllm_engine.base_url, "--contexts", "64,256",
+                      "--prefix-tokens", "256", "--trials", "2", "--json")  # fmt: skip
+    prefill = result["prefill"]
+    assert [r["context"] for r in prefill] == [64, 256]
+    for row in prefill:
+        assert row["errors"] == []
+        assert row["context"] - 1 <= row["prompt_tokens"] <= row["context"] + 1
+    cache = result["prefix_cache"]
+    assert cache["ttft_with"] is not None
+    assert cache["ttft_without"] is not None
+    assert cache["prompt_tokens"] > 256

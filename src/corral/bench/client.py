@@ -74,13 +74,15 @@ def wire_trace() -> aiohttp.TraceConfig:
 def build_payload(
     endpoint: Endpoint, prompt: str, max_tokens: int, *, ignore_eos: bool, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """A streaming request that asks for usage in the last chunk."""
+    """A streaming request that asks for usage in the last chunk. Sampling settings are
+    the server's defaults unless `extra` sets them (as `vllm bench serve` does): they change
+    the engine's step time — on the CPU engine, greedy decoding of SmolLM2 ran about a
+    third faster than the model's default top-p sampling."""
     body: dict[str, Any] = {
         "model": endpoint.model,
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
-        "temperature": 0.0,
     }
     if endpoint.api == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]

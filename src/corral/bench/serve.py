@@ -39,6 +39,8 @@ class ServeSettings:
     max_concurrency: int = 0
     ramp: float = 0.0
     """Concurrency mode: spread the workers' first sends over this many seconds."""
+    temperature: float | None = None
+    """None: the server's default sampling (as `vllm bench serve`)."""
     slo: SLO = field(default_factory=SLO)
     seed: int = 0
 
@@ -49,6 +51,9 @@ class ServeSettings:
 
     def warmup_for(self, level: float) -> int:
         return self.warmup if self.warmup is not None else max(1, int(level))
+
+    def sampling(self) -> dict[str, Any]:
+        return {} if self.temperature is None else {"temperature": self.temperature}
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,7 +94,13 @@ async def _requests(
     )
     return [
         Request(
-            build_payload(endpoint, text, settings.output_len, ignore_eos=ignore_eos, extra={}),
+            build_payload(
+                endpoint,
+                text,
+                settings.output_len,
+                ignore_eos=ignore_eos,
+                extra=settings.sampling(),
+            ),
             settings.output_len,
             count,
         )

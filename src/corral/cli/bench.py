@@ -155,6 +155,9 @@ def serve(  # noqa: PLR0917  (a Typer command: one parameter per option)
     ),
     slo: str = typer.Option("", help="goodput SLOs, e.g. ttft=500ms,tpot=50ms"),
     seed: int = typer.Option(0, help="prompt and arrival seed"),
+    temperature: float | None = typer.Option(
+        None, help="sampling temperature (default: the server's; 0 = greedy)"
+    ),
     plots: Path | None = typer.Option(None, help="write throughput/TTFT/TPOT PNGs here"),
     api_name: str = typer.Option("completions", "--api", help="completions or chat"),
     tokenizer: Path | None = TokOpt,
@@ -182,6 +185,7 @@ def serve(  # noqa: PLR0917  (a Typer command: one parameter per option)
         ignore_eos=ignore_eos,
         max_concurrency=max_concurrency,
         ramp=ramp,
+        temperature=temperature,
         slo=parse_slo(slo),
         seed=seed,
     )
