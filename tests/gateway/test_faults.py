@@ -172,10 +172,10 @@ async def test_stream_without_done_gets_one(engines: StartEngine, gateways: Gate
 async def test_full_deployment_answers_429_with_retry_after(
     engines: StartEngine, gateways: Gateways
 ) -> None:
-    slow = engines("--ttft", "1.0")
+    slow = engines("--ttft", "2.0")
     gw = await gateways.start([replica(slow, limits=Limits(max_in_flight=1, max_queue=0))])
     first = asyncio.ensure_future(post(gw.url, chat()))
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.5)
     second = await post(gw.url, chat())
     assert second.status_code == 429
     assert second.headers["Retry-After"] == "1"
@@ -210,3 +210,14 @@ async def test_no_routable_replica_is_503(engines: StartEngine, gateways: Gatewa
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert assert_error_shape(response.json(), "corral")["code"] == "no_ready_replica"
+
+
+async def test_total_timeout_cuts_a_slow_but_steady_stream(
+    engines: StartEngine, gateways: Gateways
+) -> None:
+    steady = engines("--itl", "0.1", "--tokens", "100")
+    gw = await gateways.start([replica(steady, timeouts=Timeouts(total=0.8, idle=5))])
+    events = await sse_events(gw.url, chat(stream=True))
+    assert "total timeout" in events[-2]
+    assert events[-1] == "[DONE]"
+    assert len(events) < 100

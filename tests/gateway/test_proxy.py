@@ -164,7 +164,7 @@ async def test_role_routes_only_to_a_replica_that_meets_it(
 
 
 async def test_replicas_share_load(engines: StartEngine, gateways: Gateways) -> None:
-    one, two = engines("--ttft", "0.2"), engines("--ttft", "0.2")
+    one, two = engines("--ttft", "1.0"), engines("--ttft", "1.0")
     gw = await gateways.start([replica(one, rid="a"), replica(two, rid="b")])
     async with sdk(gw.url) as client:
         await asyncio.gather(
@@ -182,8 +182,11 @@ async def test_client_leaving_closes_the_engine_request(
     async with httpx.AsyncClient(base_url=gw.url) as client:
         body = {"model": "scripted", "messages": HELLO, "stream": True}
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-            async for _line in response.aiter_lines():
-                break
+            assert response.status_code == 200
+            # Keep the iterator referenced: breaking out of `async for` lets httpx finalize
+            # the generator, which closes the response, i.e. the client leaves early.
+            lines = response.aiter_lines()
+            assert (await anext(lines)).startswith('data: {"id"')
             assert (await engine_state(eng.base_url))["running"] == 1
         await _until(lambda: _running(eng.base_url), 0)
         nonstream = asyncio.ensure_future(

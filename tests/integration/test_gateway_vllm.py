@@ -82,11 +82,10 @@ async def test_stream_client_leaving_aborts_the_engine_request(
         client.stream("POST", "/v1/chat/completions", json=body) as response,
     ):
         assert response.status_code == 200
+        lines = response.aiter_lines()  # kept referenced: see test_proxy's cancellation test
         seen = 0
-        async for line in response.aiter_lines():
-            seen += line.startswith("data: ")
-            if seen >= 5:
-                break
+        while seen < 5:
+            seen += (await anext(lines)).startswith("data: ")
         assert await running(vllm_engine) == 1
     elapsed = await seconds_until_idle(vllm_engine)  # the client left as the block closed
     print(f"stream: engine idle {elapsed:.3f} s after the client left")

@@ -183,7 +183,8 @@ class Gateway:
             status = CLIENT_CLOSED  # the client went away before the answer was complete
             raise
         finally:
-            self._account(labels, status, ex, started)
+            # After the answer is on its way: accounting is off the request's critical path.
+            asyncio.get_running_loop().call_soon(self._account, labels, status, ex, started)
 
     def _route(self, model: str, who: Principal) -> Route:
         if not who.may_use(model):
