@@ -18,7 +18,9 @@ from corral.store import default_model
 from tests.support.vllm import LiveEngine, start_default_engine
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# Copies of ../shared/fixtures and ../shared/seed (real captures and the seed write-up), kept
+# in the repository so the tests never depend on a folder beside the checkout.
+SHARED = REPO / "tests" / "fixtures" / "shared"
 
 
 def test_home() -> Path:
@@ -67,7 +69,7 @@ def vllm_engine(
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """../shared/fixtures: real captures (hardware outputs and engine logs)."""
+    """Real captures (hardware outputs and engine logs), copied from ../shared/fixtures."""
     return SHARED / "fixtures"
 
 

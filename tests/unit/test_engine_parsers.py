@@ -10,7 +10,7 @@ from corral.engines.llama_server import LlamaServerEngine, LlamaServerLogParser
 from corral.engines.sglang import SglangEngine, SglangLogParser
 from corral.engines.vllm import facts_of, phases_of
 
-LOGS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "logs"
+LOGS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "shared" / "fixtures" / "logs"
 
 
 def feed_all(parser: SglangLogParser | LlamaServerLogParser, path: Path) -> list[EngineEvent]:

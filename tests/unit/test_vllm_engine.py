@@ -20,7 +20,15 @@ from corral.engines.vllm import (
 )
 from corral.errors import ConfigError
 
-VLLM_LOGS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "logs" / "vllm"
+VLLM_LOGS = (
+    Path(__file__).resolve().parents[2]
+    / "tests"
+    / "fixtures"
+    / "shared"
+    / "fixtures"
+    / "logs"
+    / "vllm"
+)
 CPU_LOG = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "smollm2-cpu-vllm-0.32.0.log"
 
 

