@@ -46,6 +46,25 @@ def test_a_taken_gateway_port_is_named_before_any_engine_starts(tmp_path: Path) 
     assert not (tmp_path / "home" / "runs").exists()  # no engine was launched
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_beyond_loopback_without_keys_is_refused_before_any_engine_starts(
+    tmp_path: Path,
+) -> None:
+    cfg = config_file(tmp_path, _free_port())
+    result = run(["serve", "--config", str(cfg), "--host", "0.0.0.0"], tmp_path / "home")
+    assert result.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without API keys" in result.stderr
+    assert "--insecure-no-auth" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "runs").exists()  # no engine was launched
+
+
 def test_status_without_runs_says_how_to_start_one(tmp_path: Path) -> None:
     result = run(["status"], tmp_path)
     assert result.returncode == 0, result.stderr

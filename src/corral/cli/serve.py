@@ -49,6 +49,11 @@ def serve(
     ),
     host: str | None = typer.Option(None, "--host", help="gateway address (default 127.0.0.1)"),
     port: int | None = typer.Option(None, "--port", "-p", help="gateway port (default 8000)"),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="allow a gateway bound beyond loopback to run WITHOUT API keys (logged loudly)",
+    ),
 ) -> None:
     """Start the deployments, then the OpenAI-compatible gateway, until Ctrl-C.
 
@@ -57,6 +62,9 @@ def serve(
     model is pulled first if it is missing. Each startup phase is printed
     with its seconds. Ctrl-C (or SIGTERM) stops the gateway and every engine.
 
+    A gateway bound beyond loopback (--host 0.0.0.0) refuses to start without API keys
+    (`corral keys create`); --insecure-no-auth overrides that, loudly.
+
     Example:  corral serve --config examples/corral.yaml --port 8080
     """
     gateway: dict[str, object] = {}
@@ -64,6 +72,8 @@ def serve(
         gateway["host"] = host
     if port is not None:
         gateway["port"] = port
+    if insecure_no_auth:
+        gateway["insecure_no_auth"] = True
     cfg = config_from(config, gateway=gateway or None)
     home = home_of(cfg)
     console = Console(stderr=True)

@@ -96,8 +96,9 @@ async def serve(
     http = httpx.AsyncClient()
     deps_for = deps_factory(config, home, ledger=ledger, http=http, reporter=reporter, gate=gate)
     controller = Controller(config, deps_for)
-    gateway = None
+    gateway: GatewayServer | None = None
     try:
+        _gateway(controller, config, ledger).check_exposure()  # before a 30 s engine start
         if not await until_stopped(controller.start_all(), stop):
             return False
         gateway = _gateway(controller, config, ledger)

@@ -27,7 +27,7 @@ from corral.config import GatewaySettings, Role
 from corral.controller.view import FleetView
 from corral.errors import ConfigError, PortInUseError
 from corral.gateway.app import Gateway
-from corral.gateway.auth import KeySource
+from corral.gateway.auth import KeySource, config_records
 
 log = logging.getLogger("corral.gateway")
 
@@ -99,7 +99,7 @@ class GatewayServer:
             self.fleet, self.settings, session=session, roles=self.roles,
             key_store=self.key_store, clock=self.clock, auth_required=exposed,
         )  # fmt: skip
-        self._check_exposure(gateway)
+        self.check_exposure()
         server = web.Server(gateway.handle, handler_cancellation=True)
         runner = web.ServerRunner(server, handle_signals=False, access_log=None)
         await runner.setup()
@@ -125,8 +125,11 @@ class GatewayServer:
             await self._session.close()
             self._session = None
 
-    def _check_exposure(self, gateway: Gateway) -> None:
-        if is_loopback(self.host) or gateway.auth.records():
+    def check_exposure(self) -> None:
+        """ConfigError if this gateway would listen beyond loopback with no API key at all.
+
+        Cheap and side-effect free, so `corral serve` calls it before any engine starts."""
+        if is_loopback(self.host) or self._has_keys():
             return
         if self.settings.insecure_no_auth:
             log.warning(
@@ -142,6 +145,11 @@ class GatewayServer:
             "to corral.yaml, bind 127.0.0.1, or (not recommended) set "
             "gateway.insecure_no_auth / --insecure-no-auth",
         )
+
+    def _has_keys(self) -> bool:
+        if config_records(self.settings.api_keys):
+            return True
+        return self.key_store is not None and bool(self.key_store.active_keys())
 
 
 def _bind_error(exc: OSError, host: str, port: int) -> Exception:
