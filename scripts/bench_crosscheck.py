@@ -180,6 +180,32 @@ def measure(base_url: str, name: str, model: Path, work: Path) -> dict[str, Any]
     return {"median_round_diff_pct": diffs, "rounds": rounds}
 
 
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """Give the engine its own core(s) and the two load generators the rest.
+
+    On a 2-core machine the engine's OpenMP threads and the benchmark clients otherwise
+    compete for the same cores, so whichever client burns more CPU slows the engine it is
+    measuring (seen here: vllm bench serve's client cost the engine ~8% in e2e latency),
+    and the comparison measures the clients' CPU appetite instead of their accuracy.
+    Call before the engine starts (it inherits this process's affinity); returns
+    (engine, clients) or None where there is only one core.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    engine, clients = set(cores[len(cores) // 2 :]), set(cores[: len(cores) // 2])
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, sorted(engine)))
+    os.sched_setaffinity(0, engine)
+    print(f"cores: engine {sorted(engine)}, load generators {sorted(clients)}", flush=True)
+    return engine, clients
+
+
+def client_cores(split: tuple[set[int], set[int]] | None) -> None:
+    """After the engine started: this process and the bench tools it runs use the rest."""
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+
+
 def main() -> int:
     started = time.monotonic()
     base = home()
@@ -189,7 +215,9 @@ def main() -> int:
     with open("/tmp/corral-vllm.lock", "w") as lock, tempfile.TemporaryDirectory() as tmp:
         print("waiting for /tmp/corral-vllm.lock ...", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
+        split = split_cores()
         engine = start_default_engine(model, Path(tmp))
+        client_cores(split)
         try:
             print(
                 f"engine ready at {engine.base_url} after {time.monotonic() - started:.0f} s",
