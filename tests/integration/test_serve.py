@@ -164,7 +164,7 @@ def test_named_tool_choice_with_a_strict_tool_returns_tool_calls(client: openai.
             "strict": True,
             "parameters": {
                 "type": "object",
-                "properties": {"expression": {"type": "string"}},
+                "properties": {"expression": {"type": "string", "maxLength": 40}},
                 "required": ["expression"],
                 "additionalProperties": False,
             },

@@ -37,7 +37,9 @@ TOOL = {
         "description": "Perform a mathematical calculation",
         "parameters": {
             "type": "object",
-            "properties": {"expression": {"type": "string", "description": "The expression"}},
+            "properties": {
+                "expression": {"type": "string", "description": "The expression", "maxLength": 40}
+            },
             "required": ["expression"],
         },
         "strict": True,
@@ -366,7 +368,7 @@ def api_access(book: Logbook) -> list[str]:
     )
     tool_body: dict[str, Any] = {
         "model": name,
-        "max_tokens": 100,
+        "max_tokens": 150,
         "tools": [TOOL],
         "messages": [{"role": "user", "content": "What is 2+2?"}],
     }

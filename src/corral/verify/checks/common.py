@@ -28,7 +28,7 @@ WEATHER_TOOL: dict[str, Any] = {
         "parameters": {
             "type": "object",
             "properties": {
-                "city": {"type": "string", "description": "city name, e.g. Paris"},
+                "city": {"type": "string", "description": "city name, e.g. Paris", "maxLength": 40},
                 "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
             },
             "required": ["city", "unit"],
@@ -44,7 +44,7 @@ TIME_TOOL: dict[str, Any] = {
         "strict": True,
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}},
+            "properties": {"city": {"type": "string", "maxLength": 40}},
             "required": ["city"],
             "additionalProperties": False,
         },
