@@ -123,7 +123,11 @@ class Deployment(Strict):
     verify: VerifyGate = Field(default_factory=VerifyGate)
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     startup_timeout: float = Field(default=600.0, gt=0)
-    kv_cache_gib: float | None = Field(default=None, gt=0, description="CPU engines: KV space")
+    kv_cache_gib: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU engines: KV cache space in whole GiB (vLLM reads it with int())",
+    )
     bind: str | None = Field(
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )

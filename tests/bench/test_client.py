@@ -97,3 +97,23 @@ async def test_a_malformed_stream_is_an_error() -> None:
             tl = await stream_request(session, endpoint, payload, Timeline(scheduled=0.0))
     assert tl.error is not None
     assert tl.error.startswith("malformed stream event")
+
+
+@pytest.mark.parametrize(
+    ("quirk", "expected"),
+    [
+        ("harmony-error", "error event mid-stream"),
+        ("no-done", "the stream ended without data: [DONE]"),
+    ],
+)
+async def test_a_stream_that_fails_midway_is_not_a_success(quirk: str, expected: str) -> None:
+    """Tokens arrived, but the engine then reported an error or the stream just stopped."""
+    with scripted_engine("--tokens", "4", "--quirk", quirk) as eng:
+        endpoint = Endpoint(eng.base_url, "scripted", api="chat")
+        payload = build_payload(endpoint, "hi", 4, ignore_eos=False, extra={})
+        async with aiohttp.ClientSession() as session:
+            tl = await stream_request(session, endpoint, payload, Timeline(scheduled=0.0))
+    assert tl.chunk_times  # some output did arrive first
+    assert tl.error is not None
+    assert tl.error.startswith(expected)
+    assert not tl.ok

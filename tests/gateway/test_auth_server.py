@@ -125,6 +125,22 @@ async def test_beyond_loopback_with_keys_starts() -> None:
     await server.stop()
 
 
+async def test_metrics_need_a_key_beyond_loopback() -> None:
+    """Metrics carry key names, models and traffic: exposed, they are guarded like the API."""
+    server = GatewayServer(StaticFleet([]), GatewaySettings(host="0.0.0.0", api_keys=KEYS), port=0)
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        refused = await get(url)
+        assert refused.status_code == 401
+        assert_error_shape(refused.json(), "corral")
+        allowed = await get(url, headers={"Authorization": "Bearer sk-admin-123"})
+        assert allowed.status_code == 200
+        assert "corral_gateway" in allowed.text
+    finally:
+        await server.stop()
+
+
 async def test_port_in_use_names_the_port() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -208,3 +224,26 @@ async def test_metric_values_after_known_traffic(engines: StartEngine, gateways:
     assert value(text, f"corral_gateway_inter_chunk_seconds_count{{{labels}}}") >= 1
     assert 'corral_gateway_in_flight{deployment="scripted"} 0' in text
     assert 'corral_gateway_replica_up{deployment="scripted"' in text
+
+
+class BrokenFleet:
+    """A fleet view that fails: the gateway must still answer in the OpenAI shape."""
+
+    def replicas(self) -> list[Any]:
+        raise RuntimeError("the fleet view broke")
+
+
+async def test_an_unexpected_error_is_a_500_in_the_openai_shape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = GatewayServer(BrokenFleet(), GatewaySettings(), port=0)
+    await server.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="corral.gateway"):
+            reply = await get(f"http://127.0.0.1:{server.port}/v1/models")
+    finally:
+        await server.stop()
+    assert reply.status_code == 500
+    error = assert_error_shape(reply.json(), "corral")
+    assert error["code"] == "internal_error"
+    assert any("the fleet view broke" in (r.exc_text or "") for r in caplog.records)

@@ -213,3 +213,20 @@ def test_a_hang_names_the_recipes_known_issue(
     assert "Using Marlin backend" in err.value.log_tail[-1]
     assert runs_of(ledger, "gpt-oss-120b")[-1]["state"] == "failed"
     assert ["rm", "-f", "gpt-oss-120b"] in fake.calls()
+
+
+def test_a_taken_port_is_refused_before_any_engine_starts(tmp_path: Path, ledger: Ledger) -> None:
+    """Another server on the port would answer the readiness probe in the new engine's place."""
+    import socket
+
+    from corral.errors import PortInUseError
+
+    config = make_config(tmp_path)
+    port = config.deployments[0].port
+    assert port is not None
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(PortInUseError, match=f"port {port}"):
+            deploy(config, "fake", services_for(ledger, tmp_path), QUICK)
+    assert runs_of(ledger, "fake") == []  # nothing was launched or recorded as running

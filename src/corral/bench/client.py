@@ -114,6 +114,11 @@ def _classify(choice: dict[str, Any]) -> tuple[ChunkKind | None, str]:
 
 def record_event(tl: Timeline, data: dict[str, Any], at: float, keep_text: bool) -> None:
     """Fold one decoded stream event into the timeline."""
+    if "error" in data:
+        # An engine that fails mid-stream (gpt-oss's HarmonyError, say) sends an error event
+        # and may still end with [DONE]: the request failed, whatever arrived before it.
+        tl.error = f"error event mid-stream: {_error_text(data['error'])}"
+        return
     usage = data.get("usage")
     if usage:
         tl.usage = Usage.from_json(usage)
@@ -219,6 +224,16 @@ async def _read_events(
                 tl.error = f"malformed stream event: {payload[:80]!r}"
                 return
             record_event(tl, data, at, keep_text)
+            if tl.error is not None:
+                return
+    # The connection closed without `data: [DONE]`: a truncated reply, not a success.
+    tl.error = tl.error or "the stream ended without data: [DONE]"
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or error)
+    return str(error)
 
 
 async def stream_request(

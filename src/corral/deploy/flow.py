@@ -27,7 +27,7 @@ from corral.config import CorralConfig
 from corral.deploy.handles import ContainerHandle, EngineHandle, ProcessHandle, handle_for
 from corral.engines import engine_for
 from corral.engines.base import EngineEvent, Fact, Failure, Phase
-from corral.errors import EngineError
+from corral.errors import EngineError, PortInUseError
 from corral.ledger import runs
 from corral.ledger.db import Ledger
 from corral.ledger.launches import (
@@ -43,6 +43,7 @@ from corral.recipes.prepare import Detector, Prepared, prepare
 from corral.recipes.render import shell_lines
 from corral.runtime import detached
 from corral.runtime.docker import DockerCli, docker_run_argv, watch_lines
+from corral.runtime.ports import port_in_use
 from corral.runtime.process import display_line
 from corral.runtime.readiness import NotReady, Probe, wait_ready
 
@@ -143,6 +144,8 @@ def launch_or_adopt(
             )
             services.say("adopt", f"run {live['id']} is already running; adopting it")
             return int(live["id"]), handle, True, changed_command(live, prepared)
+        if handle is not None:
+            handle.stop()  # an exited container keeps its name; `docker rm` frees it
         settle_dead_run(services, name, int(live["id"]))
     run_id, handle = launch_new(prepared, services)
     return run_id, handle, False, []
@@ -168,6 +171,16 @@ def settle_dead_run(services: Services, name: str, run_id: int) -> None:
 
 def launch_new(prepared: Prepared, services: Services) -> tuple[int, EngineHandle]:
     dep, launch = prepared.deployment, prepared.launch
+    # Something already answering on the port would pass the readiness probe in place of
+    # the engine about to start (which then dies with "address in use"). Local processes
+    # only: a container's port is the docker daemon's to check (and the tests' stand-in
+    # docker has a scripted engine answer on it).
+    if launch.runtime == "process" and port_in_use(launch.host, launch.port):
+        raise PortInUseError(
+            f"cannot start {dep.name}: port {launch.port} on {launch.host} is already in use",
+            hint=f"stop whatever listens on port {launch.port} (`corral status` shows corral's "
+            "own runs), or set a free `port:` for the deployment",
+        )
     log_path = runs_dir(services.home) / f"{dep.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     docker = launch.runtime == "docker"
     argv = docker_run_argv(launch, dep.docker, services.docker.docker) if docker else None

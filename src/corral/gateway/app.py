@@ -78,6 +78,8 @@ class Gateway:
         self.fleet = fleet
         self.settings = settings
         self.clock = clock
+        # Beyond loopback, /metrics (key names, models, traffic) needs a key like the rest.
+        self.metrics_public = not (auth_required or settings.metrics_require_key)
         self.router = Router(fleet, roles)
         self.balancer = Balancer(
             failures=settings.breaker_failures, cooldown=settings.breaker_cooldown, clock=clock
@@ -97,6 +99,12 @@ class Gateway:
             return await handler(request, principal)
         except HttpError as exc:
             return error_response(exc)
+        except Exception:
+            # A bug or an unexpected failure (the key store's SQLite, say): still an answer
+            # in the OpenAI shape, never aiohttp's HTML page; the traceback goes to the log.
+            log.exception("unexpected error handling %s %s", request.method, path)
+            failure = HttpError(500, "internal gateway error (see its log)", code="internal_error")
+            return error_response(failure)
 
     def _lookup(self, method: str, path: str) -> Handler:
         if path in GENERATION and method == "POST":
@@ -114,7 +122,7 @@ class Gateway:
         raise HttpError(404, f"no route {method} {path}", code="unknown_route")
 
     def _authenticate(self, request: web.BaseRequest, path: str) -> Principal:
-        if path == "/health" or (path == "/metrics" and not self.settings.metrics_require_key):
+        if path == "/health" or (path == "/metrics" and self.metrics_public):
             return Principal("")
         return self.auth.authenticate(request.headers)
 

@@ -92,6 +92,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         """Check exposure, build the gateway, bind host:port. Port 0 picks a free port."""
+        self.check_exposure()  # before a session exists that would need closing
         session = self._session or upstream_session()
         self._session = session
         exposed = not is_loopback(self.host) and not self.settings.insecure_no_auth
@@ -99,7 +100,6 @@ class GatewayServer:
             self.fleet, self.settings, session=session, roles=self.roles,
             key_store=self.key_store, clock=self.clock, auth_required=exposed,
         )  # fmt: skip
-        self.check_exposure()
         server = web.Server(gateway.handle, handler_cancellation=True)
         runner = web.ServerRunner(server, handle_signals=False, access_log=None)
         await runner.setup()

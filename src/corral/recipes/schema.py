@@ -59,7 +59,7 @@ class Defaults(Strict):
     max_model_len: int = Field(default=4096, gt=0)
     port: int = Field(default=8000, ge=1, le=65535)
     host: str = "127.0.0.1"
-    kv_cache_gib: float | None = Field(default=None, gt=0)
+    kv_cache_gib: int | None = Field(default=None, ge=1)  # whole GiB: vLLM reads int()
 
 
 class KnownIssue(Strict):

@@ -79,10 +79,22 @@ StateListener = Callable[[ProcessState, ProcessState], None]
 LineListener = Callable[[str], None]
 
 
+def _find_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return prctl
+
+
+# Looked up once, here, in the parent: loading a library between fork and exec is unsafe
+# once the parent has threads (asyncio's resolver pool), and can deadlock the child.
+_PRCTL = _find_prctl()
+PR_SET_PDEATHSIG = 1
+
+
 def _set_pdeathsig() -> None:  # pragma: no cover  (runs in the child, between fork and exec)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def display_line(raw: str) -> str:
@@ -147,6 +159,7 @@ class SupervisedProcess:
         """Spawn the process (stopped|failed → starting); returns once it is running."""
         if self.state not in (ProcessState.STOPPED, ProcessState.FAILED):
             raise EngineError(f"{self.spec.name} is {self.state}, cannot start it again")
+        self._stopping = False
         await self._spawn()
 
     def mark_ready(self) -> bool:
@@ -191,7 +204,6 @@ class SupervisedProcess:
     # ---- spawning and output ------------------------------------------------------------
 
     async def _spawn(self) -> None:
-        self._stopping = False
         self.attempt += 1
         self.returncode = None
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +228,14 @@ class SupervisedProcess:
                 f"cannot start {self.spec.name}: {exc.strerror}: {self.spec.argv[0]}",
                 hint="check the engine's python (the deployment's `python`) exists",
             ) from exc
+        if self._stopping:
+            # stop() ran while a restart was spawning (it saw no live process): this one
+            # must not outlive it.
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            log.close()
+            self._set_state(ProcessState.STOPPED)
+            return
         self._proc = proc
         self.pid = proc.pid
         self.started_at = time.time()
@@ -279,8 +299,7 @@ class SupervisedProcess:
             await asyncio.sleep(0.1)
 
     async def _restart_later(self) -> None:
-        policy = self.restart_policy
-        delay = min(policy.backoff_initial * 2**self.restarts, policy.backoff_max)
+        delay = self.next_backoff()
         self.restarts += 1
         await asyncio.sleep(delay)
         if self.state is ProcessState.FAILED and not self._stopping:

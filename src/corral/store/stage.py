@@ -282,8 +282,8 @@ class _Copier:
                 raise
 
     def copy(self, blob: Blob, dest: Path) -> None:
-        if dest.is_file():
-            return
+        if self.cancelled.is_set() or dest.is_file():
+            return  # after Ctrl-C or another copy's error, queued copies don't start
         part = _part(dest)
         part.parent.mkdir(parents=True, exist_ok=True)
         kind = verify.expected_digest(blob.name)
