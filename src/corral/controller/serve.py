@@ -96,19 +96,17 @@ async def serve(
     http = httpx.AsyncClient()
     deps_for = deps_factory(config, home, ledger=ledger, http=http, reporter=reporter, gate=gate)
     controller = Controller(config, deps_for)
-    gateway: GatewayServer | None = None
+    gateway = _gateway(controller, config, ledger)
     try:
-        _gateway(controller, config, ledger).check_exposure()  # before a 30 s engine start
+        gateway.check_exposure()  # before a 30 s engine start, not after
         if not await until_stopped(controller.start_all(), stop):
             return False
-        gateway = _gateway(controller, config, ledger)
         await gateway.start()
         on_ready(gateway.url)
         await stop.wait()
         return True
     finally:
-        if gateway is not None:
-            await gateway.stop()
+        await gateway.stop()  # safe when it never started
         await controller.stop_all()
         await http.aclose()
         ledger.close()
