@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from corral.config import Deployment
 from corral.errors import RecipeError
 from corral.recipes.schema import Recipe
+from corral.store.resolve import is_path_name
 
 
 def model_id(model: str) -> str:
@@ -25,7 +26,7 @@ def model_id(model: str) -> str:
     found = re.search(r"models--([^/]+?)--([^/]+)", model)
     if found:
         return f"{found.group(1)}/{found.group(2)}"
-    if model.startswith(("/", ".", "~")):
+    if is_path_name(model):
         return model.rstrip("/").rsplit("/", 1)[-1]
     return model.split("@", 1)[0]
 

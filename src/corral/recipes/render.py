@@ -20,7 +20,7 @@ from corral.config import Deployment, StoreRoot
 from corral.errors import RecipeError, StoreError
 from corral.recipes.schema import Container, Recipe
 from corral.store import hf_layout
-from corral.store.resolve import resolve_model
+from corral.store.resolve import is_path_name, resolve_model
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ class EngineLaunch:
         return f"http://{host}:{self.port}"
 
 
-def is_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~"))
-
-
 def locate_model(model: str, roots: list[StoreRoot], default_root: Path) -> ModelLocation:
     """The host path of `model` (a store name or a path) and the root that holds it.
 
@@ -70,7 +66,7 @@ def locate_model(model: str, roots: list[StoreRoot], default_root: Path) -> Mode
         path = resolve_model(model, root_paths)
     except StoreError:
         repo_id, _, pinned = model.partition("@")
-        if is_path(model) or not pinned:
+        if is_path_name(model) or not pinned:
             raise
         path = hf_layout.snapshot_dir(root_paths[0], repo_id, pinned)
     owner = next((r for r in root_paths if path.is_relative_to(r.absolute())), None)
