@@ -25,10 +25,12 @@ import httpx
 from corral.config import CorralConfig, Deployment
 from corral.controller.deployment import Gate, Reporter, RunnerDeps
 from corral.controller.fleet import Controller
+from corral.controller.view import StaticFleet
 from corral.engines import engine_for
 from corral.errors import PortInUseError
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
+from corral.ledger import gateways
 from corral.ledger.db import Ledger, open_ledger
 from corral.paths import ledger_path, runs_dir
 from corral.runtime.ports import port_in_use
@@ -55,6 +57,14 @@ def check_gateway_port(config: CorralConfig) -> None:
             f"the gateway cannot listen on {host}:{port}: port {port} is already in use",
             hint=f"stop whatever listens on port {port}, or pick another with --port",
         )
+
+
+def check_exposure(config: CorralConfig, home: Path) -> None:
+    """ConfigError, before anything starts or is printed, if the gateway would listen
+    beyond loopback without a key (see `GatewayServer.check_exposure`)."""
+    with open_ledger(ledger_path(home)) as ledger:
+        fleet = StaticFleet([])
+        GatewayServer(fleet, config.gateway, key_store=KeyStore(ledger)).check_exposure()
 
 
 def deps_factory(
@@ -97,16 +107,20 @@ async def serve(
     deps_for = deps_factory(config, home, ledger=ledger, http=http, reporter=reporter, gate=gate)
     controller = Controller(config, deps_for)
     gateway = _gateway(controller, config, ledger)
+    listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     try:
         gateway.check_exposure()  # before a 30 s engine start, not after
         if not await until_stopped(controller.start_all(), stop):
             return False
         await gateway.start()
+        listed = gateways.opened(ledger, gateway.url, [d.name for d in config.deployments])
         on_ready(gateway.url)
         await stop.wait()
         return True
     finally:
         await gateway.stop()  # safe when it never started
+        if listed is not None:
+            gateways.closed(ledger, listed)
         await controller.stop_all()
         await http.aclose()
         ledger.close()
