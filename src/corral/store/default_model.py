@@ -56,6 +56,11 @@ SMOLLM2 = WheelModel(
 WHEEL_MODELS = {SMOLLM2.alias: SMOLLM2}
 
 
+def by_store_name(name: str) -> WheelModel | None:
+    """The pullable model whose store name is `name` (`HuggingFaceTB/SmolLM2-135M-Instruct`)."""
+    return next((m for m in WHEEL_MODELS.values() if m.repo_id == name), None)
+
+
 def _noop(_stage: str, _done: int, _total: int | None) -> None:
     return None
 
