@@ -274,3 +274,18 @@ def test_serve_beyond_loopback_without_keys_refuses_before_starting(tmp_path: Pa
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
     assert "starting" not in done.stderr
+
+
+def test_the_serve_banner_shows_the_key_placeholder_never_a_key() -> None:
+    from rich.console import Console
+
+    from corral.cli.serve import _print_ready
+
+    console = Console(record=True, width=400)
+    _print_ready(console, default_config(), "http://127.0.0.1:8000", 1.0, "keys")
+    text = console.export_text()
+    assert "Authorization: Bearer $CORRAL_API_KEY" in text
+    assert "export CORRAL_API_KEY" in text
+    console = Console(record=True, width=400)
+    _print_ready(console, default_config(), "http://127.0.0.1:8000", 1.0, "open")
+    assert "Authorization" not in console.export_text()
