@@ -97,6 +97,8 @@ def doc_env(
     finally:
         gateway.terminate()
         gateway.wait(10)
+        if gateway.stdout is not None:
+            gateway.stdout.close()
 
 
 @pytest.mark.parametrize("block", runnable_blocks(), ids=str)
