@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[engine,dev]'
 	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break vLLM's imports
-	# on the CPU build of torch; text models need none of them (ENGINE-FACTS.md).
+	# on the CPU build of torch; text models need none of them (docs/engines.md).
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 

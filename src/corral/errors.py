@@ -12,6 +12,7 @@
      │    └── DoesNotFit      the planner's figures refuse a deployment before launch
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
      ├── BenchError           a benchmark could not run or its input is invalid
+     ├── EndpointError        an endpoint is unreachable, refuses the key, or is not running
      └── LedgerError          the SQLite ledger can't be opened or migrated
 
 The CLI turns a CorralError into its message and a non-zero exit; anything else is a bug
@@ -95,6 +96,12 @@ class VerifyError(CorralError):
 
 class BenchError(CorralError):
     """A benchmark could not run, or its input is invalid."""
+
+
+class EndpointError(CorralError):
+    """An endpoint could not be reached, refused the key, or the deployment is not running.
+
+    The message names the URL tried."""
 
 
 class LedgerError(CorralError):

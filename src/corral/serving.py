@@ -30,15 +30,24 @@ from corral.control.fleet import Fleet
 from corral.control.pipeline import Gate, Planner, Services, prepare_checked, runtime_of
 from corral.control.supervisor import Supervisor
 from corral.errors import PortInUseError
+from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
 from corral.hardware.detect import detect_local
+from corral.ledger import gateways
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
 from corral.recipes.prepare import Detector
 from corral.runtime.ports import port_in_use
 
-__all__ = ["Reporter", "check_gateway_port", "install_stop_signals", "serve", "until_stopped"]
+__all__ = [
+    "Reporter",
+    "check_exposure",
+    "check_gateway_port",
+    "install_stop_signals",
+    "serve",
+    "until_stopped",
+]
 
 
 class Reporter(Protocol):
@@ -54,6 +63,13 @@ def check_gateway_port(config: CorralConfig) -> None:
             f"the gateway cannot listen on {host}:{port}: port {port} is already in use",
             hint=f"stop whatever listens on port {port}, or pick another with --port",
         )
+
+
+def check_exposure(config: CorralConfig, home: Path) -> None:
+    """ConfigError, before anything starts or is printed, if the gateway would listen
+    beyond loopback without a key (see `GatewayServer.check_exposure`)."""
+    with open_ledger(ledger_path(home)) as ledger:
+        GatewayServer(StaticFleet([]), config.gateway, key_store=KeyStore(ledger)).check_exposure()
 
 
 async def serve(
@@ -77,17 +93,21 @@ async def serve(
     fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
                   reload=reload)  # fmt: skip
     gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     try:
         gateway.check_exposure()  # before an engine start, not after
         await fleet.start()
         if not await until_stopped(fleet.settled(), stop):
             return False
         await gateway.start()
+        listed = gateways.opened(ledger, gateway.url, [d.name for d in config.deployments])
         on_ready(gateway.url)
         await stop.wait()
         return True
     finally:
         await gateway.stop()  # safe when it never started
+        if listed is not None:
+            gateways.closed(ledger, listed)
         await fleet.close(stop_engines=stop_engines)
         await http.aclose()
         ledger.close()

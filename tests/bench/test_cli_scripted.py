@@ -204,7 +204,7 @@ def test_bad_input_is_a_message_not_a_traceback(
 def test_unreachable_server_is_a_message(tmp_path: Path) -> None:
     done = corral("bench", "serve", "http://127.0.0.1:9", "--model", "x", "-q", home=tmp_path)
     assert done.returncode == 1
-    assert "probe request" in done.stderr
+    assert "cannot reach http://127.0.0.1:9/v1/models" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from corral.bench.results import (
     Target,
     load_file,
     load_from_ledger,
-    running_target,
     save_to_ledger,
 )
 from corral.errors import BenchError
@@ -110,23 +108,6 @@ def test_results_round_trip_through_the_ledger(tmp_path: Path) -> None:
         assert {"output_tok_s", "ttft_p50", "tpot_p99"} <= names
         with pytest.raises(BenchError, match="no bench result"):
             load_from_ledger(ledger, bench_id + 1)
-
-
-def test_a_deployment_resolves_to_its_running_engine(tmp_path: Path) -> None:
-    with open_ledger(tmp_path / "ledger.sqlite3") as ledger:
-        with pytest.raises(BenchError, match="no running engine"):
-            running_target(ledger, "smol")
-        with ledger.transaction() as conn:
-            dep = conn.execute("INSERT INTO deployments (name, created_at) VALUES ('smol', 0)")
-            conn.execute(
-                "INSERT INTO runs (deployment_id, started_at, state, runtime, engine, command,"
-                " base_url, config_json) VALUES (?, ?, 'ready', 'process', 'vllm', 'x',"
-                " 'http://127.0.0.1:9', '{}')",
-                (dep.lastrowid, time.time()),
-            )
-        target = running_target(ledger, "smol")
-    assert target.base_url == "http://127.0.0.1:9"
-    assert target.deployment == "smol"
 
 
 def test_load_file_rejects_what_is_not_a_result(tmp_path: Path) -> None:

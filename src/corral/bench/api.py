@@ -13,19 +13,22 @@ from typing import Any
 
 import httpx
 
+from corral import naming
 from corral.bench.client import Endpoint
 from corral.bench.load import Runner, run_async
 from corral.bench.metrics import Counter
 from corral.bench.probes import ProbeSettings, run_probes
-from corral.bench.prompts import LocalTokenizer, ServerTokenizer, TokenCounter
-from corral.bench.results import Target, is_url, running_target, save_to_ledger
+from corral.bench.prompts import FallbackCounter, LocalTokenizer, ServerTokenizer, TokenCounter
+from corral.bench.report import all_failed
+from corral.bench.results import Target, save_to_ledger
 from corral.bench.serve import OnLevel, ServeSettings, run_serve
 from corral.bench.story import StorySettings, run_story
 from corral.bench.timeline import Timeline
 from corral.config import CorralConfig
-from corral.errors import BenchError
+from corral.errors import BenchError, StoreError
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
+from corral.store.roots import store_roots
 
 
 @dataclass
@@ -41,17 +44,7 @@ class Resolved:
     target: Target
     endpoint: Endpoint
     home: Path
-
-
-def _first_model(base_url: str) -> str:
-    try:
-        data = httpx.get(base_url.rstrip("/") + "/v1/models", timeout=10).json()
-        return str(data["data"][0]["id"])
-    except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
-        raise BenchError(
-            f"cannot list the models at {base_url}/v1/models: {exc}",
-            hint="pass --model with the served model name",
-        ) from exc
+    store_folder: Path | None = None  # the model's folder, when the store has it
 
 
 def resolve(
@@ -63,28 +56,41 @@ def resolve(
     home: Path,
     api_key: str | None = None,
 ) -> Resolved:
-    """A URL is used as is; anything else names a deployment whose live run the ledger
-    knows (its served name is the default model)."""
+    """A URL (any spelling) or a deployment name, through `corral.naming`; the model is
+    checked against the endpoint's own list (asked with the key), the first one by default."""
     if api not in ("chat", "completions"):
         raise BenchError(f"--api must be chat or completions, not {api!r}")
-    if is_url(target):
-        tgt = Target(target.rstrip("/"))
-    else:
-        config.deployment(target)  # ConfigError listing the deployments when unknown
-        with open_ledger(ledger_path(home)) as ledger:
-            tgt = running_target(ledger, target)
-        model = model or target
-    endpoint = Endpoint(tgt.base_url, model or _first_model(tgt.base_url), api, api_key)
-    return Resolved(tgt, endpoint, home)
+    ref = naming.resolve_endpoint(target, config, ledger_path(home))
+    served = naming.served_models(ref.base_url, api_key)
+    chosen = naming.pick_model(model or ref.deployment, served, ref.base_url)
+    endpoint = Endpoint(ref.base_url, chosen, api, api_key)
+    return Resolved(ref, endpoint, home, _tokenizer_folder(config, home, ref, chosen))
+
+
+def _tokenizer_folder(
+    config: CorralConfig, home: Path, ref: naming.EndpointRef, model: str
+) -> Path | None:
+    """The store folder of the deployment serving `model`, for counting tokens locally."""
+    for dep in config.deployments:
+        if dep.name in (ref.deployment, model) or model in dep.aliases:
+            try:
+                return naming.model_folder(dep.model, store_roots(config, home))
+            except StoreError:
+                return None
+    return None
 
 
 def _counters(
-    tokenizer: Path | None, client: httpx.AsyncClient, endpoint: Endpoint
+    tokenizer: Path | None, client: httpx.AsyncClient, resolved: Resolved
 ) -> tuple[TokenCounter, Counter | None]:
-    if tokenizer is None:
-        return ServerTokenizer(client, endpoint.base_url, endpoint.model), None
-    local = LocalTokenizer(tokenizer)
-    return local, local.count_sync
+    """`--tokenizer` when given; else the server's /tokenize, falling back to the store's
+    tokenizer of the deployment behind it when the server has none (a gateway may not)."""
+    if tokenizer is not None:
+        local = LocalTokenizer(tokenizer)
+        return local, local.count_sync
+    endpoint = resolved.endpoint
+    server = ServerTokenizer(client, endpoint.base_url, endpoint.model, endpoint.api_key)
+    return FallbackCounter(server, resolved.store_folder), None
 
 
 def _store(resolved: Resolved, result: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def _store(resolved: Resolved, result: dict[str, Any]) -> dict[str, Any]:
         "deployment": resolved.target.deployment,
         "api": resolved.endpoint.api,
     }
-    if resolved.target.deployment:
+    if resolved.target.deployment and all_failed(result) is None:
         with open_ledger(ledger_path(resolved.home)) as ledger:
             result["ledger_id"] = save_to_ledger(
                 ledger, resolved.target, resolved.endpoint.model, result
@@ -107,7 +113,7 @@ def serve_command(
 ) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=60) as client:
-            counter, fallback = _counters(tokenizer, client, resolved.endpoint)
+            counter, fallback = _counters(tokenizer, client, resolved)
             runner = Runner(
                 resolved.endpoint, on_done=progress.on_done, keep_text=fallback is not None
             )
@@ -141,7 +147,7 @@ def probes_command(
 ) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=60) as client:
-            counter, _ = _counters(tokenizer, client, resolved.endpoint)
+            counter, _ = _counters(tokenizer, client, resolved)
             runner = Runner(resolved.endpoint, on_done=progress.on_done)
             return await run_probes(
                 resolved.endpoint, settings, counter, runner=runner, which=which

@@ -236,6 +236,22 @@ def _error_text(error: Any) -> str:
     return str(error)
 
 
+async def http_error(resp: aiohttp.ClientResponse) -> str:
+    """`HTTP 404 Not Found`, with the message of a JSON error body; never an HTML page."""
+    line = f"HTTP {resp.status} {resp.reason or ''}".rstrip()
+    if "json" not in resp.content_type:
+        return line
+    try:
+        body = json.loads(await resp.read())
+    except ValueError:
+        return line
+    error = body.get("error") if isinstance(body, dict) else None
+    message = (
+        _error_text(error) if error else body.get("message") if isinstance(body, dict) else None
+    )
+    return f"{line}: {str(message)[:200]}" if message else line
+
+
 async def stream_request(
     session: aiohttp.ClientSession,
     endpoint: Endpoint,
@@ -255,8 +271,7 @@ async def stream_request(
         ) as resp:
             tl.status = resp.status
             if resp.status != 200:
-                text = (await resp.text())[:300]
-                tl.error = f"HTTP {resp.status}: {text}"
+                tl.error = await http_error(resp)
             else:
                 await _read_stream(resp, tl, clock, keep_text)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:

@@ -1,9 +1,13 @@
 """Synthetic prompts of a set length in tokens, counted by the model's own tokenizer.
 
-Counting is done by one of two `TokenCounter`s, never by a hub download:
-- `ServerTokenizer`: the engine's `POST /tokenize` (vLLM, SGLang and the scripted engine
-  have it); chat prompts are counted with the chat template applied (`messages`).
-- `LocalTokenizer`: a transformers tokenizer from a local model folder, offline.
+Counting is done by a `TokenCounter`, never by a hub download:
+- `ServerTokenizer`: the server's `POST /tokenize` (vLLM, SGLang, the scripted engine, and
+  corral's gateway when it routes it); chat prompts are counted with the chat template
+  applied (`messages`). It sends the key it was given.
+- `StoreTokenizer`: `tokenizer.json` (and the chat template) of the model's folder in the
+  store, read with the `tokenizers` package; `FallbackCounter` switches to it when the
+  server has no /tokenize.
+- `LocalTokenizer`: a transformers tokenizer from a folder given with `--tokenizer`.
 
 Each prompt starts with a distinct random sequence of common words, so no two prompts
 share a prefix the engine could cache (vLLM's random dataset uses random token ids for the
@@ -39,10 +43,13 @@ class TokenCounter(Protocol):
 class ServerTokenizer:
     """Counts with the engine's `/tokenize` endpoint."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, model: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, model: str, api_key: str | None = None
+    ) -> None:
         self.client = client
         self.url = base_url.rstrip("/") + "/tokenize"
         self.model = model
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def count(self, text: str, *, chat: bool) -> int:
         body: dict[str, Any] = {"model": self.model}
@@ -51,15 +58,86 @@ class ServerTokenizer:
         else:
             body["prompt"] = text
         try:
-            resp = await self.client.post(self.url, json=body)
+            resp = await self.client.post(self.url, json=body, headers=self.headers)
         except httpx.HTTPError as exc:
             raise BenchError(f"cannot reach {self.url}: {exc}") from exc
+        if resp.status_code in NO_TOKENIZE:
+            raise NoTokenizeRoute(self.url, resp.status_code)
         if resp.status_code != 200:
-            raise BenchError(
-                f"{self.url} answered {resp.status_code}: the server cannot count tokens",
-                hint="pass --tokenizer PATH (a local model folder) to count with its tokenizer",
-            )
+            raise BenchError(f"{self.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
         return int(resp.json()["count"])
+
+
+# What a server without a /tokenize route answers.
+NO_TOKENIZE = (404, 405, 501)
+
+
+class NoTokenizeRoute(BenchError):
+    """The server has no /tokenize."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(
+            f"{url} answered {status}: the server cannot count tokens, and the store has no "
+            "tokenizer for this model",
+            hint="pass --tokenizer PATH (a local model folder) to count with its tokenizer",
+        )
+
+
+class StoreTokenizer:
+    """Counts with `tokenizer.json` from a model folder (the `tokenizers` package), chat
+    prompts through the folder's chat template (Jinja, as transformers renders it)."""
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.template = _chat_template(folder)
+
+    async def count(self, text: str, *, chat: bool) -> int:
+        if chat and self.template is not None:
+            messages = [{"role": "user", "content": text}]
+            rendered = self.template.render(messages=messages, add_generation_prompt=True)
+            return len(self.tok.encode(rendered, add_special_tokens=False).ids)
+        return len(self.tok.encode(text).ids)
+
+
+def _chat_template(folder: Path) -> Any:
+    """The folder's chat template (`chat_template.jinja`, else tokenizer_config.json's)."""
+    import json
+
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    path = folder / "chat_template.jinja"
+    source = path.read_text(encoding="utf-8") if path.is_file() else None
+    config = folder / "tokenizer_config.json"
+    if source is None and config.is_file():
+        source = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    if not isinstance(source, str):
+        return None
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    return env.from_string(source)
+
+
+class FallbackCounter:
+    """The server's count; the store's tokenizer from the first time the server has none."""
+
+    def __init__(self, server: ServerTokenizer, folder: Path | None) -> None:
+        self.server = server
+        self.folder = folder
+        self.local: StoreTokenizer | None = None
+
+    async def count(self, text: str, *, chat: bool) -> int:
+        if self.local is not None:
+            return await self.local.count(text, chat=chat)
+        try:
+            return await self.server.count(text, chat=chat)
+        except NoTokenizeRoute:
+            if self.folder is None or not (self.folder / "tokenizer.json").is_file():
+                raise
+            self.local = StoreTokenizer(self.folder)
+            return await self.local.count(text, chat=chat)
 
 
 class LocalTokenizer:

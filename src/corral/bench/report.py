@@ -233,3 +233,44 @@ def compare_table(diff: dict[str, Any]) -> str:
     if diff["unmatched"]:
         text += f"; levels in only one result: {', '.join(diff['unmatched'])}"
     return text
+
+
+# What makes two results the same workload: the request shape, not the load levels (levels
+# are matched by label) nor the model or server (what a comparison is usually about).
+WORKLOAD_KEYS = {
+    "serve": ("input_len", "output_len", "ignore_eos", "temperature", "num_requests"),
+    "story": ("words", "tokens_per_word", "max_tokens"),
+    "probes": ("contexts", "prefix_tokens", "trials"),
+}
+
+
+def workload_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """`key: A vs B` for each workload setting the two results differ in (API included)."""
+    keys = WORKLOAD_KEYS.get(str(a.get("kind")), ())
+    left, right = a.get("settings", {}), b.get("settings", {})
+    found = [f"{k}: {left.get(k)} vs {right.get(k)}" for k in keys if left.get(k) != right.get(k)]
+    api_a, api_b = a.get("target", {}).get("api"), b.get("target", {}).get("api")
+    if api_a != api_b:
+        found.append(f"api: {api_a} vs {api_b}")
+    return found
+
+
+def all_failed(result: dict[str, Any]) -> str | None:
+    """The first error when not one request of `result` succeeded; None when one did."""
+    rows = result.get("rows", [])
+    levels = result.get("levels", [])
+    prefill = result.get("prefill", [])
+    cache = result.get("prefix_cache", {})
+    succeeded = (
+        any("error" not in r for r in rows)
+        or any(lv.get("ok", 0) > 0 for lv in levels)
+        or any(r.get("ttft") is not None for r in prefill)
+        or cache.get("ttft_without") is not None
+        or cache.get("ttft_with") is not None
+    )
+    if succeeded or not (rows or levels or prefill or cache):
+        return None
+    errors = [r["error"] for r in rows if r.get("error")]
+    errors += [e for lv in levels for e in lv.get("errors", [])]
+    errors += [e for r in prefill for e in r.get("errors", [])]
+    return errors[0] if errors else "no request produced a token"

@@ -1,19 +1,18 @@
 """Where bench results live: JSON files, and the ledger (`bench_results`, migration 0003).
 
-Also resolves a bench target: a URL, or the name of a deployment in corral.yaml whose
-running engine the ledger knows (its newest run that has a base URL and has not ended).
+A target (a URL or a deployment name) is resolved by `corral.naming`, as for every command.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from corral.errors import BenchError
 from corral.ledger.db import Ledger
+from corral.naming import EndpointRef
 
 HEADLINES = (
     ("output_tok_s", "tok/s"),
@@ -22,31 +21,8 @@ HEADLINES = (
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    base_url: str
-    deployment: str | None = None
-    run_id: int | None = None
-
-
-def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
-def running_target(ledger: Ledger, deployment: str) -> Target:
-    """The base URL of `deployment`'s live run, from the ledger."""
-    row = ledger.conn.execute(
-        "SELECT r.id, r.base_url FROM runs r JOIN deployments d ON d.id = r.deployment_id "
-        "WHERE d.name = ? AND r.ended_at IS NULL AND r.base_url IS NOT NULL "
-        "ORDER BY r.started_at DESC LIMIT 1",
-        (deployment,),
-    ).fetchone()
-    if row is None:
-        raise BenchError(
-            f"deployment {deployment!r} has no running engine in the ledger",
-            hint="start it with `corral serve`, or pass the engine's URL instead",
-        )
-    return Target(str(row["base_url"]), deployment, int(row["id"]))
+# What a result was measured against (a URL, or a deployment's live gateway or engine).
+Target = EndpointRef
 
 
 def _deployment_id(ledger: Ledger, name: str) -> int:

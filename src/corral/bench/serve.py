@@ -76,7 +76,7 @@ async def probe_ignore_eos(
             break
     raise BenchError(
         f"the probe request to {endpoint.url} failed: {tl.error}",
-        hint="check the URL (no /v1 suffix), --model (the served name) and --api",
+        hint="check --model (the served name), --api and --api-key",
     )
 
 

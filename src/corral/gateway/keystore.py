@@ -105,3 +105,15 @@ class KeyStore:
         return [
             KeyRecord(r["name"], r["sha256"], tuple(json.loads(r["models_json"]))) for r in rows
         ]
+
+    def ever_keyed(self) -> bool:
+        """Whether any key, revoked or not, was ever created (a locked gateway stays locked)."""
+        return self.ledger.conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
+    def counts(self) -> tuple[int, int]:
+        """(active, revoked) keys, for `corral status`."""
+        row = self.ledger.conn.execute(
+            "SELECT COUNT(*) - COUNT(revoked_at) AS active, COUNT(revoked_at) AS revoked "
+            "FROM api_keys"
+        ).fetchone()
+        return int(row["active"]), int(row["revoked"])

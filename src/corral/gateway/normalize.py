@@ -1,7 +1,7 @@
 """Make engine answers look the same whatever the engine version (gpt-oss-aware).
 
 - Reasoning: vLLM renamed `reasoning_content` to `reasoning` (and later removed the old
-  name; see ENGINE-FACTS.md), and clients broke on both sides of the change. Every message
+  name; see docs/engines.md), and clients broke on both sides of the change. Every message
   and stream delta leaves the gateway with both fields, copied from whichever one the
   engine sent.
 - Model: the client sees the name it asked for (an alias or role), not the served name.

@@ -10,7 +10,7 @@ from pathlib import Path
 from corral.hardware.info import CpuInfo
 
 # Flags that change what an engine can do: vLLM's CPU backend wants AVX-512 (and uses
-# AMX for bf16 when present); llama.cpp builds differ by them (ENGINE-FACTS.md: AMX faults
+# AMX for bf16 when present); llama.cpp builds differ by them (docs/engines.md: AMX faults
 # on some virtual machines even when advertised).
 INTERESTING_FLAGS = (
     "avx2",

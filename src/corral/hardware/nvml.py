@@ -4,7 +4,7 @@
 the normal CPU case, not an error. Memory: on GB10 (and other unified-memory parts)
 `nvmlDeviceGetMemoryInfo` and its `_v2` both return NVML_ERROR_NOT_SUPPORTED, so
 `memory_total` returns None and detection falls back to system memory (see the captures
-in shared/fixtures/hardware/gb10 and ollama/ollama#12619, which does the same).
+in tests/fixtures/shared/fixtures/hardware/gb10 and ollama/ollama#12619, which does the same).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def cuda_version_text(value: int | None) -> str | None:
 
 
 class RecordedNvml:
-    """NVML answers recorded as JSON (the shape of shared/fixtures/hardware/h100/nvml.json).
+    """NVML answers recorded as JSON (the shape of tests/fixtures/.../h100/nvml.json).
 
     A GPU whose `mem` is "NOT_SUPPORTED" (or missing) answers memory_total with None, as
     the real library does on GB10.

@@ -54,8 +54,9 @@ def prepare(
     """Resolve deployment `name` to its recipe and exact command (nothing is launched)."""
     deployment = config.deployment(name)
     kind, source = hardware_kind(config, deployment, detect)
+    # The model first: a misspelt name gets "did you mean", not "no recipe for" it.
+    location = locate_model(deployment.model, store_roots(config, home), models_dir(home))
     recipes = load_recipes(config.recipes_dir)
     choice = choose(recipes, deployment, kind, force=force)
-    location = locate_model(deployment.model, store_roots(config, home), models_dir(home))
     launch = render(deployment, choice.recipe, location, runtime=runtime)
     return Prepared(deployment, kind, source, choice, launch)

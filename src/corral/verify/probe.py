@@ -45,11 +45,14 @@ class Probe:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        headers = {"Authorization": f"Bearer {target.api_key}"}
+        # No key: no header at all (a placeholder key reads as a wrong one to a gateway).
+        headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
         self.http = httpx.AsyncClient(headers=headers, timeout=target.timeout)
         self.sdk = openai.AsyncOpenAI(
             base_url=target.v1_url,
-            api_key=target.api_key,
+            # The SDK insists on a key; without one, the model lookup (`naming.served_models`)
+            # already proved the endpoint needs none, so a placeholder is ignored there.
+            api_key=target.api_key or "none",
             timeout=target.timeout,
             max_retries=0,  # a retry would hide exactly the failures verify looks for
         )

@@ -1,18 +1,21 @@
 """Where `corral verify` points: a bare URL (capabilities from flags) or a deployment from
 corral.yaml (capabilities as declared, flags override).
 
-A deployment is reached, in this order: an explicit `--url`; the engine's own port when the
-deployment fixes one (`port:` on its host's address); else corral's gateway, which routes
-the deployment's served name.
+Names and URLs are resolved by `corral.naming`, as for every command: a deployment is
+reached at an explicit `--url`, else its live gateway, else its live engine (the ledger
+knows both). Before any check runs the endpoint's model list is read with the key: a
+verify that cannot connect, or whose key is refused, stops there with the URL it tried,
+and nothing is recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from corral import naming
 from corral.config import Capabilities, CorralConfig, Deployment
-from corral.errors import VerifyError
 from corral.verify.model import DEFAULT_CONCURRENCY, Target
 
 
@@ -32,32 +35,17 @@ class Overrides:
         return Capabilities.model_validate({**base.model_dump(), **changes})
 
 
-def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
-
-
 def url_target(
     url: str, model: str | None, overrides: Overrides, *, api_key: str, concurrency: int
 ) -> Target:
-    """A target for a bare endpoint; `model` is required (the served name to ask for)."""
-    if not model:
-        raise VerifyError(
-            f"verifying a URL needs the served model name: corral verify {url} --model NAME",
-            hint=f"list the names with: curl {url.rstrip('/')}/v1/models",
-        )
+    """A target for a bare endpoint (any spelling of its URL). The model list is read first,
+    with the key: EndpointError names the URL when nothing answers or the key is refused,
+    and `model` is checked against it (the first served model when None)."""
+    base = naming.base_url(url)
+    served = naming.served_models(base, api_key)
+    name = naming.pick_model(model, served, base)
     caps = overrides.apply(Capabilities())
-    return Target(url, model, caps, api_key=api_key, concurrency=concurrency)
-
-
-def deployment_url(config: CorralConfig, dep: Deployment) -> str:
-    """The engine's own URL when the deployment fixes a port, else the gateway's."""
-    if dep.port is not None:
-        host = config.hosts.get(dep.host)
-        address = host.address if host else "127.0.0.1"
-        return f"http://{address}:{dep.port}"
-    gateway = config.gateway
-    address = "127.0.0.1" if gateway.host in ("0.0.0.0", "::") else gateway.host
-    return f"http://{address}:{gateway.port}"
+    return Target(base, name, caps, api_key=api_key, concurrency=concurrency)
 
 
 def deployment_target(
@@ -65,12 +53,17 @@ def deployment_target(
     name: str,
     overrides: Overrides,
     *,
+    ledger_file: Path,
     url: str | None,
     api_key: str,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> tuple[Deployment, Target]:
-    """The deployment called `name` and a target for it (ConfigError if there is none)."""
-    dep = config.deployment(name)
+    """The deployment called `name` (did you mean, if none) and a target for it: `url`, else
+    its live gateway or engine from the ledger. Connects once (see `url_target`)."""
+    dep = naming.find_deployment(config, name)
+    base = (
+        naming.base_url(url) if url else naming.resolve_endpoint(name, config, ledger_file).base_url
+    )
+    naming.pick_model(dep.name, naming.served_models(base, api_key), base)
     caps = overrides.apply(dep.capabilities)
-    base = url or deployment_url(config, dep)
     return dep, Target(base, dep.name, caps, api_key=api_key, concurrency=concurrency)
