@@ -94,6 +94,8 @@ def deploy(
     """Deploy `name` (see the module docstring); EngineError if it never became ready."""
     prepared = prepare(config, name, services.home, services.detect, force=options.force)
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
+    if prepared.deployment.engine == "llama-server":
+        preflight_llama(prepared, services)
     if prepared.choice.forced:
         services.say("forced", "; ".join(prepared.choice.mismatches))
     for issue in prepared.choice.recipe.known_issues:
@@ -124,6 +126,16 @@ def deploy(
     if options.bench:
         result.bench = run_bench(prepared, run_id, services, options.bench_max_tokens)
     return result
+
+
+def preflight_llama(prepared: Prepared, services: Services) -> None:
+    """Before a llama-server starts: the GGUF is a model file and fits in memory (the
+    planner's figures in the error otherwise, and in the output when it fits)."""
+    from corral.planner.llama import check_fits
+
+    launch = prepared.launch
+    plan = check_fits(launch.model.path, launch.argv, services.detect())
+    services.say("plan", plan.figures())
 
 
 # ---- launch or adopt ------------------------------------------------------------------
@@ -261,7 +273,10 @@ def record_model_facts(ledger: Ledger, run_id: int, prepared: Prepared) -> None:
     """What corral knows before the engine says anything: the model's place and size."""
     path = prepared.launch.model.path
     runs.record_fact(ledger, run_id, "model_path", str(path))
-    if path.is_dir():
+    if path.is_file():  # a GGUF file (llama-server)
+        runs.record_fact(ledger, run_id, "model_size_bytes", path.stat().st_size, unit="bytes")
+        runs.record_fact(ledger, run_id, "model_weight_files", 1)
+    elif path.is_dir():
         files = [p for p in path.iterdir() if p.is_file()]
         size = sum(p.stat().st_size for p in files)
         weights = sum(1 for p in files if p.suffix in (".safetensors", ".gguf", ".bin"))
