@@ -24,6 +24,7 @@ SHARED = FIXTURES / "shared" / "fixtures" / "logs" / "llama-server"
 RTX3090 = SHARED / "qwen2.5-14b-instruct-q4_k_m-rtx3090-llama-server-b7896.log"
 GB10 = SHARED / "gemma-4-26b-q4_0-gb10-llama-server-b9536.log"
 H200 = SHARED / "smollm2-135m-q4_1-h200-cuda-llama-server-0.5.0.log"
+CPU = FIXTURES / "logs" / "smollm2-cpu-llama-server-0.5.0.log"
 
 
 def read(path: Path) -> str:
@@ -79,6 +80,22 @@ def test_vendored_0_5_0_wording_on_the_h200() -> None:
 def test_one_fact_per_slot_context_not_four() -> None:
     names = [e.name for e in parse_log(read(GB10)) if not isinstance(e, (Phase, Failure))]
     assert names.count("max_model_len") == 1
+
+
+def test_cpu_log_captured_here() -> None:
+    """The log of the real CPU llama-server the integration tests start (-lv 4)."""
+    events = parse_log(read(CPU))
+    facts = facts_of(events)
+    assert facts["engine_version"] == "1 (0c1e570)"
+    assert facts["model_size_mib"] == 92.10
+    assert facts["model_params"] == "134.52 M"
+    assert facts["model_buffer_mib.CPU_Mapped"] == 92.10
+    assert "gpu_layers" not in facts  # a CPU build offloads nothing and says nothing of it
+    assert (facts["kv_cache_memory_mib"], facts["kv_cache_tokens"]) == (360.0, 16384)
+    assert facts["context_tokens"] == 16384
+    assert (facts["parallel_slots"], facts["max_model_len"]) == (4, 4096)
+    assert list(phases_of(events))[-1] == "ready"
+    assert not [e for e in events if isinstance(e, Failure)]
 
 
 # Failure lines, as the llama.cpp sources format them (file named in the YAML).

@@ -51,6 +51,9 @@ PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("ready", re.compile(r"(?:server is |llama_server: )listening on")),
 )
 NUM = r"([\d.]+)"
+# `- CUDA0 : NVIDIA GB10 (122501 MiB, 118047 MiB free)`, alone (b9536) or after
+# `common_param:` (0.5.0-dev); the CPU's own line (`- CPU : ...`) has no digit and is skipped.
+DEVICE_LINE = re.compile(r"(?:^|: +)- (\w+\d|Metal) *: (.+?) \((\d+) MiB, (\d+) MiB free\)")
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ FACTS: tuple[FactRule, ...] = (
     FactRule(re.compile(r"\bbuild (\d+ \([0-9a-f]+\)) with"), _one("engine_version")),
     FactRule(re.compile(r"^version: (\S+)"), _one("engine_version")),
     FactRule(re.compile(r"Device (\d+): ([^,]+), compute capability ([\d.]+)"), _cuda_init),
-    FactRule(re.compile(r"^- (\w+\d|Metal) *: (.+?) \((\d+) MiB, (\d+) MiB free\)"), _device),
+    FactRule(DEVICE_LINE, _device),
     FactRule(re.compile(r"using device (\w+) \(([^)]*)\).* - (\d+) MiB free"), _using_device),
     FactRule(re.compile(r"print_info: file size += " + NUM + r" (GiB|MiB)"),
              lambda m: [Fact(f"model_size_{m[2].lower()}", float(m[1]), m[2])]),

@@ -58,6 +58,8 @@ class Probe:
             max_retries=0,  # a retry would hide exactly the failures verify looks for
         )
         self.count_is_exact = True  # False once a count had to estimate the chat template
+        self._engine_kind: str | None = None
+        self._engine_known = False
 
     async def __aenter__(self) -> Probe:
         return self
@@ -166,7 +168,13 @@ class Probe:
 
     async def engine_kind(self) -> str | None:
         """`llama-server` when the endpoint is one (its `/props`, or `owned_by: llamacpp`
-        on its model cards), else None (vLLM, the gateway, another server)."""
+        on its model cards), else None (vLLM, the gateway, another server). Asked once."""
+        if not self._engine_known:
+            self._engine_kind = await self._find_engine_kind()
+            self._engine_known = True
+        return self._engine_kind
+
+    async def _find_engine_kind(self) -> str | None:
         props = await self.get_json("/props")
         if props is not None and "default_generation_settings" in props:
             return "llama-server"
