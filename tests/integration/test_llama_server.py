@@ -114,6 +114,20 @@ async def test_tokenize_counts_like_the_engine(llama_deployed: LlamaDeployed) ->
     assert counted == usage.prompt_tokens
 
 
+async def test_tool_checks_explain_a_model_that_cannot_call_tools(
+    llama_deployed: LlamaDeployed,
+) -> None:
+    """Declared tools: true anyway: the failure says the model answered in text and why."""
+    caps = CAPS.model_copy(update={"tools": True})
+    target = Target(llama_deployed.base_url, LLAMA_NAME, caps)
+    (named,) = await run_suite(target, ["tool-named"])
+    assert named.status is Status.FAIL
+    assert "no tool_calls in the answer" in named.detail
+    assert "declares tools: true" in named.detail
+    assert "llama-server answers in text for every tool_choice" in named.detail
+    assert "capabilities.tools: false" in named.detail
+
+
 @pytest.fixture
 async def gateway(llama_deployed: LlamaDeployed) -> AsyncIterator[GatewayServer]:
     replica = Replica(
