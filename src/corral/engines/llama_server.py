@@ -27,14 +27,10 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
-from corral.engines.vllm import ANSI
+from corral.engines.vllm import ANSI, KnownFailure, failures_from
 from corral.errors import EngineError
 
 OFFSET = re.compile(r"^(\d+)\.(\d\d)\.(\d{3})\.(\d{3}) [IWEDT] (.*)$")
@@ -132,21 +128,9 @@ FACTS: tuple[FactRule, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class KnownFailure:
-    kind: str
-    pattern: re.Pattern[str]
-    hint: str
-
-
-@cache
 def known_failures() -> tuple[KnownFailure, ...]:
     """The patterns in `known_failures/llama-server.yaml`; first match wins."""
-    path = resources.files("corral.engines").joinpath("known_failures/llama-server.yaml")
-    return tuple(
-        KnownFailure(item["kind"], re.compile(item["pattern"]), " ".join(item["hint"].split()))
-        for item in yaml.safe_load(path.read_text("utf-8"))
-    )
+    return failures_from("llama-server.yaml")
 
 
 def failure_in(msg: str, line: str = "") -> Failure | None:
