@@ -33,6 +33,7 @@ from corral.ledger.db import Ledger, open_ledger
 from corral.paths import ledger_path, runs_dir
 from corral.runtime.ports import port_in_use
 from corral.store import resolve_model, store_roots
+from corral.store.gguf import locate_gguf
 
 
 def detected_cores() -> int:
@@ -70,10 +71,15 @@ def deps_factory(
     roots = store_roots(config, home)
     cores, device = detected_cores(), detected_device()
 
+    def model_path(dep: Deployment) -> Path:
+        if dep.engine == "llama-server":  # a GGUF file (the default model's: from its wheel)
+            return locate_gguf(dep.model, roots, home)
+        return resolve_model(dep.model, roots)
+
     def deps_for(dep: Deployment) -> RunnerDeps:
         return RunnerDeps(
             ledger=ledger, http=http, runs_dir=runs_dir(home), engine=engine_for(dep.engine),
-            model_path=resolve_model(dep.model, roots), cache_dir=home / "cache" / "vllm",
+            model_path=model_path(dep), cache_dir=home / "cache" / "vllm",
             gate=gate, reporter=reporter, cpu_cores=cores, device=device,
             python=sys.executable,
         )  # fmt: skip
