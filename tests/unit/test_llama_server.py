@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,3 +184,39 @@ def test_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--metrics" in argv
     assert argv[argv.index("-lv") + 1] == "4"
     assert not [e for e in LlamaServerLogParser().feed("\r\n") if isinstance(e, Phase)]
+
+
+def _render(recipe: str, model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    from corral.config import Deployment
+    from corral.recipes.loader import load_recipes
+    from corral.recipes.render import ModelLocation, render
+
+    exe = tmp_path / "llama-server"
+    exe.write_text("")
+    exe.chmod(0o755)
+    monkeypatch.setenv(BINARY_ENV, str(exe))
+    dep = Deployment(name="m", model=str(model), engine="llama-server", recipe=recipe)
+    return render(dep, load_recipes()[recipe], ModelLocation(model, None))
+
+
+def test_gb10_gpt_oss_recipe_has_the_guides_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shard = tmp_path / "gpt-oss-120b-mxfp4-00001-of-00003.gguf"
+    launch = _render("gpt-oss-120b-llama-server-gb10", shard, monkeypatch, tmp_path)
+    argv = list(launch.argv)
+    assert argv[:3] == [str(tmp_path / "llama-server"), "-m", str(shard)]
+    # ggml-org/llama.cpp discussion 15396: --ctx-size 0 --jinja -ub 2048 -b 2048
+    assert argv[3:10] == ["--ctx-size", "0", "--jinja", "-ub", "2048", "-b", "2048"]
+    assert launch.served_name == "m"
+
+
+def test_cpu_recipe_caps_each_request_and_waits_passively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launch = _render("smollm2-135m-llama-server-cpu", tmp_path / "s.gguf", monkeypatch, tmp_path)
+    argv = list(launch.argv)
+    assert argv[argv.index("--kv-unified-per-slot") + 1] == "4096"
+    assert argv[argv.index("--parallel") + 1] == "4"
+    assert dict(launch.env)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert argv[argv.index("--log-verbosity") + 1] == "4"
