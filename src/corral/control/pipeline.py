@@ -117,9 +117,21 @@ def prepare_checked(
         services.say("forced", "; ".join(prepared.choice.mismatches))
     for issue in prepared.choice.recipe.known_issues:
         services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
+    if prepared.launch.model.path.is_file():  # a GGUF (llama-server): read its header first
+        preflight_gguf(prepared, services)
     if services.planner is not None:
         plan_check(prepared, services.planner)
     return prepared
+
+
+def preflight_gguf(prepared: Prepared, services: Services) -> None:
+    """Before a llama-server starts: the GGUF is a model file and fits in memory (the
+    planner's figures in the error otherwise, and in the output when it fits)."""
+    from corral.planner.llama import check_fits
+
+    launch = prepared.launch
+    plan = check_fits(launch.model.path, launch.argv, services.detect())
+    services.say("plan", plan.figures())
 
 
 def plan_check(prepared: Prepared, planner: Planner) -> None:

@@ -119,7 +119,10 @@ class Recorder:
         """What corral knows before the engine says anything: the model's place and size."""
         path = self.prepared.launch.model.path
         self.fact(Fact("model_path", str(path)))
-        if path.is_dir():
+        if path.is_file():  # a GGUF file (llama-server)
+            self.fact(Fact("model_size_bytes", path.stat().st_size, "bytes"))
+            self.fact(Fact("model_weight_files", 1))
+        elif path.is_dir():
             files = [p for p in path.iterdir() if p.is_file()]
             size = sum(p.stat().st_size for p in files)
             weights = sum(1 for p in files if p.suffix in (".safetensors", ".gguf", ".bin"))

@@ -26,6 +26,8 @@ def plan_figures(prepared: Prepared, facts: dict[str, str]) -> dict[str, tuple[f
     from corral.hardware.profiles import load_profile
     from corral.planner.plan import PlanInputs, make_plan
 
+    if prepared.deployment.engine == "llama-server":
+        return llama_figures(prepared)
     dep, recipe = prepared.deployment, prepared.choice.recipe
     inputs = PlanInputs(
         model=str(prepared.launch.model.path),
@@ -44,4 +46,23 @@ def plan_figures(prepared: Prepared, facts: dict[str, str]) -> dict[str, tuple[f
         "kv_cache_tokens": (float(plan.capacity.tokens), "tokens"),
         "max_concurrency": (round(plan.capacity.max_concurrency, 2), "x"),
         "max_num_batched_tokens": (float(plan.settings["max_num_batched_tokens"]), "tokens"),
+    }
+
+
+def llama_figures(prepared: Prepared) -> dict[str, tuple[float | str, str]]:
+    """llama-server's KV cache as the planner computes it from the GGUF header and `-c`
+    (planner/llama.py), beside the `llama_kv_cache: size` line the engine logs."""
+    from corral.planner.llama import context_of, kv_bytes
+    from corral.store.gguf import read_header
+
+    try:
+        header = read_header(prepared.launch.model.path)
+        context = context_of(header, prepared.launch.argv)
+        kv = kv_bytes(header, context)
+    except CorralError as exc:
+        return {"note": (exc.message.splitlines()[0][:300], "")}
+    return {
+        "kv_cache_tokens": (float(context), "tokens"),
+        "kv_cache_memory_mib": (round(kv / 2**20, 2), "MiB"),
+        "model_size_gib": (round(header.size_bytes / GIB, 2), "GiB"),
     }

@@ -1,8 +1,8 @@
 """Engine adapters: one module per engine behind the `Engine` protocol in `base`.
 
-`engine_for(name)` gives the adapter a deployment's `engine:` names. vLLM is the one
-`corral serve` has run for real; the SGLang and llama-server adapters are checked against
-recorded logs only.
+`engine_for(name)` gives the adapter a deployment's `engine:` names. vLLM and llama-server
+run for real in the tests (llama-server through `corral deploy`, docs/llama-server.md); the
+SGLang adapter is checked against recorded logs only.
 """
 
 from corral.engines.base import (

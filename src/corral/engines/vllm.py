@@ -179,13 +179,18 @@ class KnownFailure:
 
 
 @cache
-def known_failures() -> tuple[KnownFailure, ...]:
-    """The failure patterns in `known_failures/vllm.yaml` (data, so operators can add some)."""
-    text = resources.files("corral.engines").joinpath("known_failures/vllm.yaml").read_text("utf-8")
+def failures_from(file: str) -> tuple[KnownFailure, ...]:
+    """The failure patterns in `known_failures/<file>` (data, so operators can add some)."""
+    text = resources.files("corral.engines").joinpath(f"known_failures/{file}").read_text("utf-8")
     return tuple(
         KnownFailure(item["kind"], re.compile(item["pattern"]), " ".join(item["hint"].split()))
         for item in yaml.safe_load(text)
     )
+
+
+def known_failures() -> tuple[KnownFailure, ...]:
+    """vLLM's known failures (`known_failures/vllm.yaml`)."""
+    return failures_from("vllm.yaml")
 
 
 def clean_line(raw: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Arguments, the command and environment values are templates: `{model}` (the model path as
 the engine sees it, inside the container for docker), `{served_name}`, `{host}`, `{port}`,
-`{max_model_len}`, `{kv_cache_gib}` and `{python}` (the interpreter corral runs under).
+`{max_model_len}`, `{kv_cache_gib}`, `{python}` (the interpreter corral runs under) and
+`{llama_server}` (the llama-server binary: engines/llama_server.py's `find_binary`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from corral.config import Capabilities
 
 PLACEHOLDERS = frozenset(
-    {"model", "served_name", "host", "port", "max_model_len", "kv_cache_gib", "python"}
+    {
+        "model",
+        "served_name",
+        "host",
+        "port",
+        "max_model_len",
+        "kv_cache_gib",
+        "python",
+        "llama_server",
+    }
 )
 
 

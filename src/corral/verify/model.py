@@ -74,7 +74,12 @@ class Target:
     @property
     def haystack_tokens(self) -> int:
         """How long the needle-in-a-haystack prompt should be, in tokens."""
-        return max(256, self.capabilities.context_length - CONTEXT_RESERVE)
+        return haystack_tokens(self.capabilities.context_length)
+
+
+def haystack_tokens(context: int) -> int:
+    """The needle prompt's length for a context of `context` tokens per request."""
+    return max(256, context - CONTEXT_RESERVE)
 
 
 def suite_passed(results: list[CheckResult]) -> bool:

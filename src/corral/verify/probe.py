@@ -8,6 +8,7 @@ or an unknown finish_reason would pass unnoticed; `Reply` validates the raw JSON
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,6 +21,9 @@ from corral.verify.model import CheckFailed, Target
 from corral.verify.sse import StreamTrace, assemble, parse_sse
 
 _T = TypeVar("_T", ChatCompletion, ChatCompletionChunk)
+# Tokens a chat template adds per message (role markers, separators) when the template
+# can't be applied by the server: SmolLM2's ChatML adds 5; room for larger templates.
+TEMPLATE_ALLOWANCE = 16
 
 
 @dataclass
@@ -56,6 +60,9 @@ class Probe:
             timeout=target.timeout,
             max_retries=0,  # a retry would hide exactly the failures verify looks for
         )
+        self.count_is_exact = True  # False once a count had to estimate the chat template
+        self._engine_kind: str | None = None
+        self._engine_known = False
 
     async def __aenter__(self) -> Probe:
         return self
@@ -95,18 +102,94 @@ class Probe:
         return trace
 
     async def tokenize(self, messages: list[dict[str, Any]]) -> int | None:
-        """Token count of a chat prompt by the server's own /tokenize, or None if it has none."""
-        url = self.target.root_url + "/tokenize"
+        """Token count of a chat prompt by the server's own tokenizer, or None if it has none.
+
+        vLLM (and corral's gateway in front of it): `POST /tokenize {model, messages}` →
+        `{count}`. llama-server's /tokenize takes text (`{content}` → `{tokens}`): the chat
+        template is applied first with its `POST /apply-template`; through the gateway,
+        which routes only /tokenize, the messages' text is counted plus a per-message
+        allowance for the template (`count_is_exact` then says so).
+        """
+        count = await self._json_int(
+            "/tokenize", {"model": self.target.model, "messages": messages}, "count"
+        )
+        if count is not None:
+            return count
+        prompt = await self._template(messages)
+        self.count_is_exact = prompt is not None
+        text = prompt if prompt is not None else "\n".join(_texts(messages))
+        body = {"model": self.target.model, "content": text, "add_special": True}
+        tokens = await self._json_list("/tokenize", body, "tokens")
+        if tokens is None or (text and not tokens):
+            return None
+        return len(tokens) + (0 if prompt is not None else TEMPLATE_ALLOWANCE * len(messages))
+
+    async def _template(self, messages: list[dict[str, Any]]) -> str | None:
+        data = await self._post_json("/apply-template", {"messages": messages})
+        prompt = data.get("prompt") if data else None
+        return prompt if isinstance(prompt, str) else None
+
+    async def _json_int(self, path: str, body: dict[str, Any], key: str) -> int | None:
+        value = (await self._post_json(path, body) or {}).get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    async def _json_list(self, path: str, body: dict[str, Any], key: str) -> list[Any] | None:
+        value = (await self._post_json(path, body) or {}).get(key)
+        return value if isinstance(value, list) else None
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The JSON object a root-level POST answers with 200, or None."""
+        return await self._json(self.http.post(self.target.root_url + path, json=body))
+
+    async def get_json(self, path: str) -> dict[str, Any] | None:
+        """The JSON object a GET answers with 200 (path from the server root), or None."""
+        return await self._json(self.http.get(self.target.root_url + path))
+
+    async def _json(self, request: Awaitable[httpx.Response]) -> dict[str, Any] | None:
         try:
-            response = await self.http.post(
-                url, json={"model": self.target.model, "messages": messages}
-            )
-        except httpx.HTTPError:
+            response = await request
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
             return None
-        if response.status_code != 200:
-            return None
-        count = response.json().get("count")
-        return int(count) if isinstance(count, int) else None
+        return data if isinstance(data, dict) else None
+
+    async def served_context(self) -> int | None:
+        """The context one request really gets, as the engine says: llama-server's `/props`
+        per-slot `n_ctx` (`-c` divided among `-np` slots), else the model card's
+        `max_model_len` (vLLM). None when the endpoint says neither (e.g. the gateway)."""
+        props = await self.get_json("/props")
+        settings = (props or {}).get("default_generation_settings")
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        if isinstance(n_ctx, int) and n_ctx > 0:
+            return n_ctx
+        models = await self.get_json("/v1/models")
+        for card in (models or {}).get("data") or []:
+            if isinstance(card, dict) and card.get("id") == self.target.model:
+                served = card.get("max_model_len")
+                return served if isinstance(served, int) else None
+        return None
+
+    async def engine_kind(self) -> str | None:
+        """`llama-server` when the endpoint is one (its `/props`, or `owned_by: llamacpp`
+        on its model cards), else None (vLLM, the gateway, another server). Asked once."""
+        if not self._engine_known:
+            self._engine_kind = await self._find_engine_kind()
+            self._engine_known = True
+        return self._engine_kind
+
+    async def _find_engine_kind(self) -> str | None:
+        props = await self.get_json("/props")
+        if props is not None and "default_generation_settings" in props:
+            return "llama-server"
+        models = await self.get_json("/v1/models")
+        owners = {
+            c.get("owned_by") for c in (models or {}).get("data") or [] if isinstance(c, dict)
+        }
+        return "llama-server" if "llamacpp" in owners else None
+
+
+def _texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for m in messages if isinstance(m.get("content"), str)]
 
 
 def describe(exc: BaseException) -> str:

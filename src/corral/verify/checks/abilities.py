@@ -9,7 +9,7 @@ import jsonschema
 
 from corral.verify import haystack
 from corral.verify.checks.common import budget
-from corral.verify.model import CheckFailed
+from corral.verify.model import CheckFailed, haystack_tokens
 from corral.verify.probe import Probe
 from corral.verify.sse import REASONING_FIELDS, StreamTrace
 from corral.verify.symptoms import other_reasoning_keys, reasoning_of, require_content
@@ -87,17 +87,32 @@ async def check_structured_output(probe: Probe) -> str:
 
 
 async def check_needle(probe: Probe) -> str:
-    """A pass key hidden at half depth in a prompt of the declared context length is found."""
+    """A pass key hidden at half depth in a prompt filling one request's context is found.
+
+    The context is the smaller of the declared one and what the engine says one request
+    gets (llama-server's per-slot n_ctx, vLLM's max_model_len); the prompt is counted by the
+    server's own tokenizer when it has one."""
     target = probe.target
-    hay = await haystack.build(target.model, target.haystack_tokens, probe.tokenize)
+    declared = target.capabilities.context_length
+    served = await probe.served_context()
+    context = min(declared, served) if served else declared
+    hay = await haystack.build(target.model, haystack_tokens(context), probe.tokenize)
     reply = await probe.chat(messages=hay.messages, max_tokens=budget(target, 32))
     content = require_content(reply.message)
     usage = reply.completion.usage
     tokens = usage.prompt_tokens if usage else hay.tokens
-    sized = "by /tokenize" if hay.measured else "by estimate (no /tokenize)"
+    sized = _sizing(hay.measured, probe.count_is_exact, context, served)
     if hay.pass_key not in content:
         raise CheckFailed(
             f"the pass key {hay.pass_key} is not in the answer {content[:80]!r} "
             f"({tokens} prompt tokens, sized {sized})"
         )
     return f"found the pass key in {tokens} prompt tokens (sized {sized})"
+
+
+def _sizing(measured: bool, exact: bool, context: int, served: int | None) -> str:
+    how = "by estimate (no /tokenize)"
+    if measured:
+        how = "by the server's /tokenize" + ("" if exact else ", chat template estimated")
+    where = "the engine's" if served == context else "the declared"
+    return f"{how} for {where} {context:,}-token context"

@@ -12,7 +12,7 @@ from openai.types import Model
 from pydantic import ValidationError
 
 from corral.verify.checks.common import HELLO, STORY, budget
-from corral.verify.model import CheckFailed
+from corral.verify.model import CheckFailed, CheckSkipped
 from corral.verify.probe import Probe, describe
 from corral.verify.symptoms import require_content
 
@@ -172,9 +172,18 @@ async def check_concurrency(probe: Probe) -> str:
 
 
 async def check_unknown_model(probe: Probe) -> str:
-    """An unknown model answers 404 in the OpenAI error shape; the SDK raises NotFoundError."""
+    """An unknown model answers 404 in the OpenAI error shape; the SDK raises NotFoundError.
+
+    llama-server answers any model name with its one model (HTTP 200): asked directly, that
+    is reported as what the engine is, a skip saying so; behind corral's gateway, which
+    answers 404 for names it does not route, the check runs and must pass."""
     body: dict[str, Any] = {"model": UNKNOWN_MODEL, "messages": HELLO, "max_tokens": 1}
     response = await probe.http.post(probe.target.v1_url + "/chat/completions", json=body)
+    if response.status_code == 200 and await probe.engine_kind() == "llama-server":
+        raise CheckSkipped(
+            f"llama-server serves its one model under any name (HTTP 200 for {UNKNOWN_MODEL!r}); "
+            "clients reaching it through corral's gateway get 404 for names it does not route"
+        )
     if response.status_code != 404:
         raise CheckFailed(f"answered HTTP {response.status_code} for an unknown model, not 404")
     _error_shape(response.text)

@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageToolCall
 
 from corral.verify.checks.common import (
     NAMED_WEATHER,
@@ -25,11 +25,39 @@ from corral.verify.checks.common import (
     validate_calls,
 )
 from corral.verify.model import CheckFailed
-from corral.verify.probe import Probe
+from corral.verify.probe import Probe, Reply
 from corral.verify.sse import StreamTrace, ToolCallParts
 from corral.verify.symptoms import check_arguments, leaked_tool_call, require_content
 
 TOOL_RESULT = {"city": "Paris", "temperature": 17, "unit": "celsius", "conditions": "sunny"}
+
+
+async def _calls(probe: Probe, reply: Reply) -> list[ChatCompletionMessageToolCall]:
+    """The reply's tool calls; when the model answered in text, the failure says why it
+    may not call tools at all, from what the deployment declares and the engine it is."""
+    try:
+        return tool_calls_of(reply)
+    except CheckFailed as exc:
+        if reply.completion.choices[0].message.tool_calls or not reply.message.get("content"):
+            raise
+        raise CheckFailed(f"{exc}; {await why_no_call(probe)}") from None
+
+
+async def why_no_call(probe: Probe) -> str:
+    caps = probe.target.capabilities
+    auto = str(caps.auto_tool_choice).lower()
+    declared = f"the deployment declares tools: true, auto_tool_choice: {auto}"
+    if await probe.engine_kind() == "llama-server":
+        return (
+            f"{declared}, but llama-server answers in text for every tool_choice (named, "
+            "required, auto) when the model's chat template has no tool format, as "
+            "SmolLM2's has none: declare capabilities.tools: false for this deployment"
+        )
+    return (
+        f"{declared}; a model whose chat template does not show tools answers in text: "
+        "declare capabilities.tools: false, or serve it with a tool-call parser (vLLM: "
+        "--enable-auto-tool-choice --tool-call-parser NAME)"
+    )
 
 
 def _first_choice(probe: Probe) -> Any:
@@ -44,7 +72,7 @@ async def check_tool_named(probe: Probe) -> str:
         messages=WEATHER, tools=tools, tool_choice=NAMED_WEATHER,
         max_tokens=budget(probe.target, TOOL_TOKENS),
     )  # fmt: skip
-    calls = tool_calls_of(reply)
+    calls = await _calls(probe, reply)
     if calls[0].function.name != "get_weather":
         raise CheckFailed(f"named get_weather but the call is {calls[0].function.name!r}")
     return ", ".join(validate_calls(calls, tools))
@@ -57,7 +85,7 @@ async def check_tool_required(probe: Probe) -> str:
         messages=WEATHER, tools=tools, tool_choice="required",
         max_tokens=budget(probe.target, TOOL_TOKENS),
     )  # fmt: skip
-    return ", ".join(validate_calls(tool_calls_of(reply), tools))
+    return ", ".join(validate_calls(await _calls(probe, reply), tools))
 
 
 async def check_tool_auto(probe: Probe) -> str:
@@ -68,7 +96,7 @@ async def check_tool_auto(probe: Probe) -> str:
         messages=prompt, tools=tools, tool_choice="auto",
         max_tokens=budget(probe.target, TOOL_TOKENS),
     )  # fmt: skip
-    calls = tool_calls_of(reply)
+    calls = await _calls(probe, reply)
     if "get_weather" not in {c.function.name for c in calls}:
         raise CheckFailed(f"called {[c.function.name for c in calls]}, not get_weather")
     return ", ".join(validate_calls(calls, tools))
@@ -81,7 +109,7 @@ async def check_tool_round_trip(probe: Probe) -> str:
         messages=WEATHER, tools=tools, tool_choice=_first_choice(probe),
         max_tokens=budget(probe.target, TOOL_TOKENS),
     )  # fmt: skip
-    call = tool_calls_of(first)[0]
+    call = (await _calls(probe, first))[0]
     validate_calls([call], tools)
     history = [*WEATHER, _assistant_turn(call.id, call.function.name, call.function.arguments)]
     history.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(TOOL_RESULT)})
@@ -122,7 +150,10 @@ async def check_tool_stream(probe: Probe) -> str:
     problems = trace.protocol_problems()
     if problems:
         raise CheckFailed("; ".join(problems[:3]))
-    calls = _streamed_calls(trace)
+    try:
+        calls = _streamed_calls(trace)
+    except CheckFailed as exc:
+        raise CheckFailed(f"{exc}; {await why_no_call(probe)}") from None
     summaries = [_valid_streamed(parts, tools) for parts in calls]
     _sdk_agrees(trace.chunks, tools, calls)
     return f"{len(trace.chunks)} chunks → " + ", ".join(summaries)
