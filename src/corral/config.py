@@ -128,6 +128,12 @@ class Deployment(Strict):
         ge=1,
         description="CPU engines: KV cache space in whole GiB (vLLM reads it with int())",
     )
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="GPU engines: the share of GPU memory vLLM may take (default: the recipe's)",
+    )
     bind: str | None = Field(
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )

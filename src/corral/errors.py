@@ -8,6 +8,7 @@
      ├── RecipeError          no recipe matches, or a recipe is malformed
      ├── HardwareError        detection failed in a way the user must know about
      ├── PlanError            the planner lacks an input or the settings can't fit
+     │    └── KvCacheError    the KV cache left by the memory settings can't hold a request
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
      ├── BenchError           a benchmark could not run or its input is invalid
      └── LedgerError          the SQLite ledger can't be opened or migrated
@@ -77,6 +78,10 @@ class HardwareError(CorralError):
 
 class PlanError(CorralError):
     """The planner lacks an input, or the settings cannot fit."""
+
+
+class KvCacheError(PlanError):
+    """The memory settings leave no room for one request's KV cache at the asked context."""
 
 
 class VerifyError(CorralError):

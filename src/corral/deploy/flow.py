@@ -25,6 +25,7 @@ import httpx
 
 from corral.config import CorralConfig
 from corral.deploy.handles import ContainerHandle, EngineHandle, ProcessHandle, handle_for
+from corral.deploy.planning import preflight
 from corral.engines import engine_for
 from corral.engines.base import EngineEvent, Fact, Failure, Phase
 from corral.errors import EngineError, PortInUseError
@@ -95,7 +96,7 @@ def deploy(
     prepared = prepare(config, name, services.home, services.detect, force=options.force)
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
     if prepared.choice.forced:
-        services.say("forced", "; ".join(prepared.choice.mismatches))
+        services.say("forced", forced_warning(prepared))
     for issue in prepared.choice.recipe.known_issues:
         services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
     run_id, handle, adopted, notes = launch_or_adopt(prepared, services)
@@ -124,6 +125,13 @@ def deploy(
     if options.bench:
         result.bench = run_bench(prepared, run_id, services, options.bench_max_tokens)
     return result
+
+
+def forced_warning(prepared: Prepared) -> str:
+    """Why the forced recipe does not fit, and what its own known issue says that costs."""
+    text = "; ".join(prepared.choice.mismatches)
+    costs = [i.message for i in prepared.choice.recipe.known_issues if "forced" in i.condition]
+    return text + "".join(f"; cost: {cost}" for cost in costs)
 
 
 # ---- launch or adopt ------------------------------------------------------------------
@@ -171,6 +179,7 @@ def settle_dead_run(services: Services, name: str, run_id: int) -> None:
 
 def launch_new(prepared: Prepared, services: Services) -> tuple[int, EngineHandle]:
     dep, launch = prepared.deployment, prepared.launch
+    preflight(prepared)  # KV memory that can't hold one request: refused before launch
     # Something already answering on the port would pass the readiness probe in place of
     # the engine about to start (which then dies with "address in use"). Local processes
     # only: a container's port is the docker daemon's to check (and the tests' stand-in
