@@ -131,7 +131,8 @@ def gpu_deployment(
     finally:
         stopped = corral("stop", NAME, "--config", str(config))
         _kill_leftover(home)
-        assert stopped.returncode == 0, stopped.stderr
+        # test_stop_leaves_no_engine_process may have stopped it already
+        assert stopped.returncode == 0 or "no running engine" in stopped.stderr, stopped.stderr
 
 
 def test_the_gpu_recipe_is_chosen_with_no_cpu_settings(gpu_deployment: GpuDeployment) -> None:
