@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 # (PIP_FIND_LINKS), else set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
 PIP_FLAGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help venv serve test lint typecheck unit integration fmt bench-gateway bench-fidelity bench-crosscheck clean
+.PHONY: help venv serve test lint typecheck unit integration fmt llama-server bench-gateway bench-fidelity bench-crosscheck clean
 
 help:
 	@echo "make serve            set up and start corral with the default model (SmolLM2 on vLLM CPU)"
-	@echo "make test             lint, type-check, then run all tests (real vLLM engine included)"
+	@echo "make test             lint, type-check, then run all tests (real vLLM and llama-server included)"
+	@echo "make llama-server     build llama.cpp's llama-server (CPU) once into ~/.cache/corral/llama-server"
 	@echo "make lint             ruff check and format check"
 	@echo "make fmt              ruff format and autofix"
 	@echo "make bench-gateway    gateway overhead against the scripted engine"
@@ -47,11 +48,16 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m 'not integration'
 
-integration: venv
-	$(BIN)/pytest -m integration
+integration: venv llama-server
+	CORRAL_LLAMA_SERVER=$$(PYTHON=$(BIN)/python scripts/build_llama_server.sh) $(BIN)/pytest -m integration
 
-test: lint typecheck
-	$(BIN)/pytest
+# Built from the llama.cpp sources in the llama-cpp-python sdist (PyPI), cached outside the
+# checkout: the first run compiles (~10 min on 2 cores), later runs find the binary.
+llama-server: venv
+	PYTHON=$(BIN)/python scripts/build_llama_server.sh
+
+test: lint typecheck llama-server
+	CORRAL_LLAMA_SERVER=$$(PYTHON=$(BIN)/python scripts/build_llama_server.sh) $(BIN)/pytest
 
 bench-gateway: venv
 	$(BIN)/python scripts/bench_gateway.py

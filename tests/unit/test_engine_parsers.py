@@ -1,19 +1,18 @@
-"""SGLang and llama-server adapters over their recorded startup logs."""
+"""The SGLang adapter over its recorded startup logs (llama-server: test_llama_server.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from corral.engines.base import EngineEvent, Fact, LaunchSpec, Phase
-from corral.engines.llama_server import LlamaServerEngine, LlamaServerLogParser
+from corral.engines.base import EngineEvent, Fact, LaunchSpec
 from corral.engines.sglang import SglangEngine, SglangLogParser
 from corral.engines.vllm import facts_of, phases_of
 
 LOGS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "shared" / "fixtures" / "logs"
 
 
-def feed_all(parser: SglangLogParser | LlamaServerLogParser, path: Path) -> list[EngineEvent]:
+def feed_all(parser: SglangLogParser, path: Path) -> list[EngineEvent]:
     events: list[EngineEvent] = []
     for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
         events.extend(parser.feed(line))
@@ -48,35 +47,10 @@ def test_sglang_0_5_16_with_dtype_field_and_a_draft_model() -> None:
     assert facts["max_model_len"] == 65536
 
 
-def test_llama_server_b7896_without_stamps() -> None:
-    path = LOGS / "llama-server" / "qwen2.5-14b-instruct-q4_k_m-rtx3090-llama-server-b7896.log"
-    events = feed_all(LlamaServerLogParser(), path)
-    facts = facts_of(events)
-    assert facts["engine_version"] == "7896 (ec6c7421e)"
-    assert facts["kv_cache_tokens"] == 32768
-    assert facts["kv_cache_memory_mib"] == 6144.0
-    assert facts["parallel_slots"] == 4
-    assert facts["listen_url"] == "http://0.0.0.0:8000"
-    assert list(phases_of(events))[-1] == "ready"
-
-
-def test_llama_server_b9536_relative_stamps() -> None:
-    path = LOGS / "llama-server" / "gemma-4-26b-q4_0-gb10-llama-server-b9536.log"
-    events = feed_all(LlamaServerLogParser(started_at=1000.0), path)
-    phases = phases_of(events)
-    assert phases["load_weights"] == 1000.30381
-    assert phases["ready"] == 1002.254428
-    assert facts_of(events)["max_model_len"] == 8192
-
-
 def test_commands() -> None:
     spec = LaunchSpec(model_path=Path("/m"), served_name="q", port=9, max_model_len=4096,
                       tool_parser="hermes")  # fmt: skip
     sg = SglangEngine().command(spec).argv
     assert sg[1:3] == ("-m", "sglang.launch_server")
     assert sg[sg.index("--context-length") + 1] == "4096"
-    ll = LlamaServerEngine().command(spec).argv
-    assert "--metrics" in ll
-    assert ll[ll.index("--alias") + 1] == "q"
     assert all(not isinstance(e, Fact) for e in SglangLogParser().feed(""))
-    assert not [e for e in LlamaServerLogParser().feed("\r\n") if isinstance(e, Phase)]

@@ -46,6 +46,10 @@ def test_the_builtins_are_the_four_the_issue_asks_for() -> None:
         "smollm2-135m-rtx-pro-6000",
         "smollm2-135m-gb10",
         "smollm2-135m-cuda",
+        # issue 14: llama-server
+        "smollm2-135m-llama-server-cpu",
+        "smollm2-135m-llama-server-h200",
+        "gpt-oss-120b-llama-server-gb10",
     }
     assert default_deployment().recipe in names
 

@@ -1,47 +1,157 @@
-"""llama.cpp's `llama-server`: the launch command and a parser for its startup log.
+"""llama.cpp's `llama-server`: finding the binary, the launch command, and its startup log.
 
-Launch: `llama-server -m MODEL.gguf --alias NAME --host 127.0.0.1 --port N [-c CTX]
---metrics --jinja`. `/health` answers 503 "Loading model" until ready (ENGINE-FACTS.md).
+Launch: `llama-server -m MODEL.gguf --alias NAME --host 127.0.0.1 --port N -c CTX -np SLOTS
+--metrics --jinja -lv 4`. `/health` answers 503 `{"error": {"message": "Loading model"}}`
+until the model is loaded and the slots exist, then 200 (tools/server/server.cpp); corral's
+readiness keeps polling through the 503s. `-lv 4` matters on current builds: llama.cpp's
+own INFO lines (model size, offloaded layers, KV cache, device list) are printed only at
+verbosity 4 ("trace") since the log rework; at the default 3 the log says little more than
+the slot count and the listening address (docs/llama-server.md).
 
-Log lines (builds b7896 and b9536 in the recorded logs): newer builds prefix every line with
-the time since start, `M.SS.mmm.uuu L ` (minutes, seconds, ms, µs, level letter); older ones
-have no stamp. A parser given `started_at` (the wall clock at launch) turns the offsets into
-times. Facts: `build: N (hash)`, `llama_kv_cache: size = X MiB ( N cells, …`,
-`n_parallel = N`, `new slot, n_ctx = N`, `CUDA0 model buffer size = X MiB`, `server is
-listening on URL`.
+Log formats seen in real captures (tests/fixtures/llama-server/):
+- classic (build b7896): no stamp, `main: ...`, `build: N (hash) with ...`,
+  `ggml_cuda_init: found N CUDA devices:` / `Device 0: NAME, compute capability X.Y`;
+- stamped (b9536, and the 0.5.0-dev vendored in llama-cpp-python 0.3.36): each line starts
+  `M.SS.mmm.uuu L ` (minutes, seconds, ms, µs since start, level letter), devices as
+  `- CUDA0 : NAME (TOTAL MiB, FREE MiB free)`; 0.5.0-dev says `llama_server: listening on`
+  where b9536 said `server is listening on`, and `initializing, n_slots = N, n_ctx_slot = C`
+  where older builds logged `new slot, n_ctx = C` per slot.
+A parser given `started_at` (the wall clock at launch) turns the offsets into times.
+Failure lines and their hints are data: `known_failures/llama-server.yaml`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
 
 from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
-from corral.engines.vllm import ANSI, known_failures
+from corral.engines.vllm import ANSI
+from corral.errors import EngineError
 
 OFFSET = re.compile(r"^(\d+)\.(\d\d)\.(\d{3})\.(\d{3}) [IWEDT] (.*)$")
+BINARY_ENV = "CORRAL_LLAMA_SERVER"
+CACHE_ENV = "CORRAL_LLAMA_SERVER_CACHE"
+BUILD_COMMAND = "scripts/build_llama_server.sh"
 
 PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("config", re.compile(r"system_info:|^build: ")),
+    ("config", re.compile(r"system_info:|^build: |llama_server: initializing|device_info:")),
     ("load_weights", re.compile(r"loading model")),
     ("kv_cache", re.compile(r"llama_context: constructing|llama_kv_cache:|n_ctx_seq")),
     ("warmup", re.compile(r"warming up the model")),
-    ("api_server", re.compile(r"initializing slots")),
-    ("ready", re.compile(r"server is listening on")),
+    ("api_server", re.compile(r"initializing slots|load_model: initializing, n_slots")),
+    ("ready", re.compile(r"(?:server is |llama_server: )listening on")),
 )
+NUM = r"([\d.]+)"
 
-FACTS: tuple[tuple[re.Pattern[str], str, str, type], ...] = (
-    (re.compile(r"^build: (\d+ \([0-9a-f]+\))"), "engine_version", "", str),
-    (
-        re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells"),
-        "kv_cache_memory_mib",
-        "MiB",
-        float,
-    ),
-    (re.compile(r"using n_parallel = (\d+)"), "parallel_slots", "", int),
-    (re.compile(r"new slot, n_ctx = (\d+)"), "max_model_len", "tokens", int),
-    (re.compile(r"\w+ model buffer size = +([\d.]+) MiB"), "model_buffer_mib", "MiB", float),
-    (re.compile(r"server is listening on (\S+)"), "listen_url", "", str),
-)
+
+@dataclass(frozen=True)
+class FactRule:
+    pattern: re.Pattern[str]
+    facts: Callable[[re.Match[str]], list[Fact]]
+
+
+def _one(
+    name: str, unit: str = "", conv: Callable[[str], float | str] = str
+) -> Callable[[re.Match[str]], list[Fact]]:
+    return lambda m: [Fact(name, conv(m[1]), unit)]
+
+
+def _kv(m: re.Match[str]) -> list[Fact]:
+    return [
+        Fact("kv_cache_memory_mib", float(m[1]), "MiB"),
+        Fact("kv_cache_tokens", int(m[2]), "tokens"),
+    ]
+
+
+def _offload(m: re.Match[str]) -> list[Fact]:
+    return [Fact("gpu_layers", int(m[1]), "layers"), Fact("model_layers", int(m[2]), "layers")]
+
+
+def _slots(m: re.Match[str]) -> list[Fact]:
+    found = [Fact("parallel_slots", int(m[1]), "slots")]
+    if m[2]:
+        found.append(Fact("max_model_len", int(m[2]), "tokens"))
+    return found
+
+
+def _device(m: re.Match[str]) -> list[Fact]:
+    return [
+        Fact("device", f"{m[1]}: {m[2].strip()}"),
+        Fact("device_memory_mib", float(m[3]), "MiB"),
+        Fact("device_free_mib", float(m[4]), "MiB"),
+    ]
+
+
+def _cuda_init(m: re.Match[str]) -> list[Fact]:
+    """Classic logs: `Device 0: NAME, compute capability X.Y, VMM: yes`."""
+    return [Fact("device", f"CUDA{m[1]}: {m[2]}"), Fact("compute_capability", m[3])]
+
+
+def _using_device(m: re.Match[str]) -> list[Fact]:
+    return [Fact("device", f"{m[1]}: {m[2]}"), Fact("device_free_mib", float(m[3]), "MiB")]
+
+
+def _buffer(m: re.Match[str]) -> list[Fact]:
+    return [Fact(f"model_buffer_mib.{m[1]}", float(m[2]), "MiB")]
+
+
+FACTS: tuple[FactRule, ...] = (
+    FactRule(re.compile(r"^build: (\d+ \([0-9a-f]+\))"), _one("engine_version")),
+    FactRule(re.compile(r"\bbuild (\d+ \([0-9a-f]+\)) with"), _one("engine_version")),
+    FactRule(re.compile(r"^version: (\S+)"), _one("engine_version")),
+    FactRule(re.compile(r"Device (\d+): ([^,]+), compute capability ([\d.]+)"), _cuda_init),
+    FactRule(re.compile(r"^- (\w+\d|Metal) *: (.+?) \((\d+) MiB, (\d+) MiB free\)"), _device),
+    FactRule(re.compile(r"using device (\w+) \(([^)]*)\).* - (\d+) MiB free"), _using_device),
+    FactRule(re.compile(r"print_info: file size += " + NUM + r" (GiB|MiB)"),
+             lambda m: [Fact(f"model_size_{m[2].lower()}", float(m[1]), m[2])]),
+    FactRule(re.compile(r"print_info: file type += (.+)$"), _one("model_file_type")),
+    FactRule(re.compile(r"print_info: model params += " + NUM + r" ([KMB])"),
+             lambda m: [Fact("model_params", f"{m[1]} {m[2]}")]),
+    FactRule(re.compile(r"print_info: n_ctx_train += (\d+)"), _one("n_ctx_train", "tokens", int)),
+    FactRule(re.compile(r"offloaded (\d+)/(\d+) layers to GPU"), _offload),
+    FactRule(re.compile(r"(\w+) model buffer size = +" + NUM + " MiB"), _buffer),
+    FactRule(re.compile(r"llama_kv_cache: size = +" + NUM + r" MiB \( *(\d+) cells"), _kv),
+    FactRule(re.compile(r"llama_context: n_ctx += (\d+)"), _one("context_tokens", "tokens", int)),
+    FactRule(re.compile(r"using n_parallel = (\d+)()"), _slots),
+    FactRule(re.compile(r"initializing slots, n_slots = (\d+)()"), _slots),
+    FactRule(re.compile(r"initializing, n_slots = (\d+), n_ctx_slot = (\d+)"), _slots),
+    FactRule(re.compile(r"new slot, n_ctx = (\d+)"), _one("max_model_len", "tokens", int)),
+    FactRule(re.compile(r"(?:server is |llama_server: )listening on (\S+)"), _one("listen_url")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    kind: str
+    pattern: re.Pattern[str]
+    hint: str
+
+
+@cache
+def known_failures() -> tuple[KnownFailure, ...]:
+    """The patterns in `known_failures/llama-server.yaml`; first match wins."""
+    path = resources.files("corral.engines").joinpath("known_failures/llama-server.yaml")
+    return tuple(
+        KnownFailure(item["kind"], re.compile(item["pattern"]), " ".join(item["hint"].split()))
+        for item in yaml.safe_load(path.read_text("utf-8"))
+    )
+
+
+def failure_in(msg: str, line: str = "") -> Failure | None:
+    """The known failure a log message shows, if any."""
+    for known in known_failures():
+        if known.pattern.search(msg):
+            return Failure(known.kind, msg, known.hint, line or msg)
+    return None
 
 
 class LlamaServerLogParser:
@@ -51,6 +161,7 @@ class LlamaServerLogParser:
         self.started_at = started_at
         self.last_at: float | None = None
         self._phase_index = -1
+        self._seen: dict[str, float | str] = {}
 
     def feed(self, line: str) -> list[EngineEvent]:
         text = ANSI.sub("", line).rstrip("\n").split("\r")[-1].strip()
@@ -58,16 +169,13 @@ class LlamaServerLogParser:
             return []
         msg = self._stamp(text)
         events: list[EngineEvent] = []
-        for index, (name, marker) in enumerate(PHASES):
-            if index > self._phase_index and marker.search(msg):
-                self._phase_index = index
-                events.append(Phase(name, self.last_at, text))
-                break
+        phase = self._phase(msg, text)
+        if phase is not None:
+            events.append(phase)
         events.extend(self._facts(msg, text))
-        for known in known_failures():
-            if known.pattern.search(msg):
-                events.append(Failure(known.kind, msg, known.hint, text))
-                break
+        failure = failure_in(msg, text)
+        if failure is not None:
+            events.append(failure)
         return events
 
     def _stamp(self, text: str) -> str:
@@ -78,15 +186,80 @@ class LlamaServerLogParser:
         self.last_at = offset if self.started_at is None else self.started_at + offset
         return m[5].strip()
 
+    def _phase(self, msg: str, line: str) -> Phase | None:
+        for index, (name, marker) in enumerate(PHASES):
+            if index > self._phase_index and marker.search(msg):
+                self._phase_index = index
+                return Phase(name, self.last_at, line)
+        return None
+
     def _facts(self, msg: str, line: str) -> list[EngineEvent]:
+        """Facts the line carries; one reported again with the same value is not repeated
+        (each slot logs its context, four slots → one fact)."""
         found: list[EngineEvent] = []
-        for pattern, name, unit, kind in FACTS:
-            m = pattern.search(msg)
-            if m:
-                found.append(Fact(name, kind(m[1]), unit, line))
-                if name == "kv_cache_memory_mib":
-                    found.append(Fact("kv_cache_tokens", int(m[2]), "tokens", line))
+        for rule in FACTS:
+            m = rule.pattern.search(msg)
+            if not m:
+                continue
+            for fact in rule.facts(m):
+                if self._seen.get(fact.name) != fact.value:
+                    self._seen[fact.name] = fact.value
+                    found.append(Fact(fact.name, fact.value, fact.unit, line))
         return found
+
+
+def parse_log(text: str) -> list[EngineEvent]:
+    """Every event of a whole log (tests, and re-reading a finished run)."""
+    parser = LlamaServerLogParser()
+    return [event for line in text.splitlines() for event in parser.feed(line)]
+
+
+# ---- the binary -------------------------------------------------------------------------
+
+
+def build_cache(env: Mapping[str, str]) -> Path:
+    """Where scripts/build_llama_server.sh keeps its builds."""
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")) / ".cache")
+    return Path(base).expanduser() / "corral" / "llama-server"
+
+
+def find_binary(
+    env: Mapping[str, str] | None = None, which: Callable[[str], str | None] = shutil.which
+) -> Path:
+    """The llama-server to run: $CORRAL_LLAMA_SERVER, else one on PATH, else the newest
+    build in the build cache. EngineError saying how to get one when there is none."""
+    env = os.environ if env is None else env
+    if env.get(BINARY_ENV):
+        named = Path(env[BINARY_ENV]).expanduser()
+        if named.is_file() and os.access(named, os.X_OK):
+            return named
+        raise EngineError(
+            f"{BINARY_ENV}={named} is not an executable file", hint=how_to_get_binary()
+        )
+    on_path = which("llama-server")
+    if on_path:
+        return Path(on_path)
+    built = sorted(build_cache(env).glob("*/bin/llama-server"), key=lambda p: p.stat().st_mtime)
+    if built:
+        return built[-1]
+    raise EngineError(
+        "no llama-server binary: none is on PATH, "
+        f"{BINARY_ENV} is not set, and {build_cache(env)} holds no build",
+        hint=how_to_get_binary(),
+    )
+
+
+def how_to_get_binary() -> str:
+    return (
+        f"build it (CPU, ~10 min on 2 cores; needs cmake and a C++ compiler) with "
+        f"`{BUILD_COMMAND}` from a corral checkout (`make llama-server`), install a package "
+        "that ships it (Homebrew `llama.cpp`, or a release from "
+        "github.com/ggml-org/llama.cpp/releases), "
+        "or run the image ghcr.io/ggml-org/llama.cpp:server (CUDA: :server-cuda); then put it "
+        f"on PATH or set {BINARY_ENV}=/path/to/llama-server"
+    )
 
 
 class LlamaServerEngine:
@@ -94,8 +267,8 @@ class LlamaServerEngine:
 
     def command(self, spec: LaunchSpec) -> LaunchCommand:
         argv = [
-            spec.python or "llama-server", "-m", str(spec.model_path), "--alias", spec.served_name,
-            "--host", spec.host, "--port", str(spec.port), "--metrics", "--jinja",
+            str(find_binary()), "-m", str(spec.model_path), "--alias", spec.served_name,
+            "--host", spec.host, "--port", str(spec.port), "--metrics", "--jinja", "-lv", "4",
         ]  # fmt: skip
         if spec.max_model_len is not None:
             argv += ["-c", str(spec.max_model_len)]

@@ -16,7 +16,8 @@ from corral.hardware.info import HardwareInfo
 from corral.paths import models_dir
 from corral.recipes.loader import load_recipes
 from corral.recipes.match import Choice, choose
-from corral.recipes.render import EngineLaunch, locate_model, render
+from corral.recipes.render import EngineLaunch, ModelLocation, locate_model, render
+from corral.store.gguf import locate_gguf
 from corral.store.roots import store_roots
 
 Detector = Callable[[], HardwareInfo]
@@ -64,6 +65,16 @@ def check_driver(recipe_cuda: str | None, recipe: str, info: HardwareInfo | None
     )
 
 
+def model_location(
+    deployment: Deployment, engine: str, config: CorralConfig, home: Path
+) -> ModelLocation:
+    """Where the model is: a GGUF file for llama-server, else the model folder."""
+    roots = store_roots(config, home)
+    if engine == "llama-server":
+        return ModelLocation(locate_gguf(deployment.model, roots, home), None)
+    return locate_model(deployment.model, roots, models_dir(home))
+
+
 def prepare(
     config: CorralConfig,
     name: str,
@@ -79,6 +90,6 @@ def prepare(
     recipes = load_recipes(config.recipes_dir)
     choice = choose(recipes, deployment, kind, force=force)
     check_driver(choice.recipe.cuda, choice.recipe.name, info)
-    location = locate_model(deployment.model, store_roots(config, home), models_dir(home))
+    location = model_location(deployment, choice.recipe.match.engine, config, home)
     launch = render(deployment, choice.recipe, location, runtime=runtime)
     return Prepared(deployment, kind, source, choice, launch)

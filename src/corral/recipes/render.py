@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.config import Deployment, StoreRoot
+from corral.engines.llama_server import find_binary
 from corral.errors import RecipeError, StoreError
-from corral.recipes.schema import Container, Recipe
+from corral.recipes.schema import Container, Recipe, template_names
 from corral.store import hf_layout
 from corral.store.resolve import is_path_name, resolve_model
 
@@ -102,7 +103,7 @@ def template_values(
 ) -> dict[str, str]:
     kv = deployment.kv_cache_gib or recipe.defaults.kv_cache_gib
     utilization = deployment.gpu_memory_utilization or recipe.defaults.gpu_memory_utilization
-    return {
+    values = {
         "model": engine_model,
         "served_name": deployment.name,
         "host": deployment.bind or recipe.defaults.host,
@@ -113,6 +114,9 @@ def template_values(
         "python": python,
         "flashinfer_sampler": "1" if flashinfer else "0",
     }
+    if "llama_server" in template_names(recipe):  # looked up only when used: it may fail
+        values["llama_server"] = str(find_binary())
+    return values
 
 
 def served_name_of(args: list[str], engine_model: str) -> str:

