@@ -59,7 +59,9 @@ class ServerTokenizer:
                 f"{self.url} answered {resp.status_code}: the server cannot count tokens",
                 hint="pass --tokenizer PATH (a local model folder) to count with its tokenizer",
             )
-        return int(resp.json()["count"])
+        answer = resp.json()
+        # vLLM answers {"count": N, "tokens": [...]}; llama-server {"tokens": [...]} only.
+        return int(answer["count"]) if "count" in answer else len(answer["tokens"])
 
 
 class LocalTokenizer:
