@@ -10,7 +10,7 @@ from rich.console import Console
 from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
 from corral.hardware.detect import detect_local
-from corral.recipes.prepare import Prepared, prepare
+from corral.recipes.prepare import Prepared, forced_warning, prepare
 from corral.recipes.render import shell_lines
 from corral.runtime.docker import docker_run_argv
 
@@ -60,5 +60,5 @@ def explain(console: Console, prepared: Prepared) -> None:
         highlight=False,
     )
     if choice.forced:
-        console.print("[red]# forced:[/] " + "; ".join(choice.mismatches), highlight=False)
+        console.print("[red]# forced:[/] " + forced_warning(prepared), highlight=False)
     print_known_issues(console, choice.recipe.known_issues)

@@ -40,7 +40,7 @@ from corral.ledger.launches import (
     runs_of,
 )
 from corral.paths import runs_dir
-from corral.recipes.prepare import Detector, Prepared, prepare
+from corral.recipes.prepare import Detector, Prepared, forced_warning, prepare
 from corral.recipes.render import shell_lines
 from corral.runtime import detached
 from corral.runtime.docker import DockerCli, docker_run_argv, watch_lines
@@ -125,13 +125,6 @@ def deploy(
     if options.bench:
         result.bench = run_bench(prepared, run_id, services, options.bench_max_tokens)
     return result
-
-
-def forced_warning(prepared: Prepared) -> str:
-    """Why the forced recipe does not fit, and what its own known issue says that costs."""
-    text = "; ".join(prepared.choice.mismatches)
-    costs = [i.message for i in prepared.choice.recipe.known_issues if "forced" in i.condition]
-    return text + "".join(f"; cost: {cost}" for cost in costs)
 
 
 # ---- launch or adopt ------------------------------------------------------------------

@@ -75,6 +75,13 @@ def model_location(
     return locate_model(deployment.model, roots, models_dir(home))
 
 
+def forced_warning(prepared: Prepared) -> str:
+    """Why the forced recipe does not fit, and what its own known issue says that costs."""
+    text = "; ".join(prepared.choice.mismatches)
+    costs = [i.message for i in prepared.choice.recipe.known_issues if "forced" in i.condition]
+    return text + "".join(f"; cost: {cost}" for cost in costs)
+
+
 def prepare(
     config: CorralConfig,
     name: str,
