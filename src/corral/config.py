@@ -227,12 +227,13 @@ class CorralConfig(Strict):
 
 
 def default_deployment() -> Deployment:
-    """SmolLM2-135M-Instruct on vLLM CPU: the deployment `corral serve` runs without a file."""
+    """SmolLM2-135M-Instruct on vLLM: the deployment `corral serve` runs without a file. No
+    recipe is named, so the host's hardware picks one (smollm2-135m-cpu on a CPU box, the GPU
+    recipe of its kind on a GPU host)."""
     return Deployment(
         name=DEFAULT_MODEL_NAME,
         model=DEFAULT_STORE_NAME,
         engine="vllm",
-        recipe="smollm2-135m-cpu",
         aliases=["default"],
         max_model_len=4096,
         capabilities=Capabilities(

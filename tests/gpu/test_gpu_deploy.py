@@ -11,37 +11,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from corral.config import default_deployment
 from corral.engines.vllm import facts_of, parse_log
 from corral.ledger.db import open_ledger
 from corral.ledger.launches import launch_of, runs_of
-from corral.runtime.detached import alive, stop_group
+from tests.support.corral_cli import corral, default_config_file, kill_leftover
 from tests.support.vllm import free_port
 
 pytestmark = pytest.mark.gpu
 NAME = "smollm2-135m-instruct"
 SWEEP = "1,4,16,64"
-
-
-def corral(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @dataclass
@@ -55,20 +40,6 @@ class GpuDeployment:
     report: str
     engine_pid: int
     log_path: Path
-
-
-def write_config(tmp: Path, model_path: Path) -> Path:
-    deployment = default_deployment().model_dump(mode="json", exclude_defaults=True)
-    deployment.pop("recipe", None)  # the host's GPU recipe, found by hardware and model
-    deployment["port"] = free_port()
-    data = {
-        "home": str(tmp / "home"),
-        "store": {"roots": [{"name": "test", "path": str(model_path.parents[2])}]},
-        "deployments": [deployment],
-    }
-    path = tmp / "corral.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def newest_launch(home: Path) -> tuple[int, Path]:
@@ -100,20 +71,12 @@ def keep(out: str | None, deployed: GpuDeployment) -> None:
     shutil.copy(deployed.log_path, folder / "engine.log")
 
 
-def _kill_leftover(home: Path) -> None:
-    with open_ledger(home / "ledger.sqlite3") as ledger:
-        for run in runs_of(ledger, NAME):
-            launch = launch_of(ledger, int(run["id"]))
-            if launch and launch.pid and alive(launch.pid, launch.pid_started_at):
-                stop_group(launch.pid, launch.pid_started_at)
-
-
 @pytest.fixture(scope="module")
 def gpu_deployment(
     default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GpuDeployment]:
     tmp = tmp_path_factory.mktemp("gpu")
-    config, home = write_config(tmp, default_model_path), tmp / "home"
+    config, home = default_config_file(tmp, default_model_path, free_port()), tmp / "home"
     done = corral("deploy", NAME, "--config", str(config), "--bench", timeout=900)
     try:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -130,7 +93,7 @@ def gpu_deployment(
         yield deployed
     finally:
         stopped = corral("stop", NAME, "--config", str(config))
-        _kill_leftover(home)
+        kill_leftover(home, NAME)
         # test_stop_leaves_no_engine_process may have stopped it already
         assert stopped.returncode == 0 or "no running engine" in stopped.stderr, stopped.stderr
 

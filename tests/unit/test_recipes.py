@@ -51,7 +51,7 @@ def test_the_builtins_are_the_four_the_issue_asks_for() -> None:
         "smollm2-135m-llama-server-h200",
         "gpt-oss-120b-llama-server-gb10",
     }
-    assert default_deployment().recipe in names
+    assert default_deployment().recipe is None  # chosen by hardware (cpu or a GPU kind)
 
 
 def test_gb10_recipe_carries_the_marlin_hang_and_the_community_image() -> None:
