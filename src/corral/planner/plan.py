@@ -42,9 +42,9 @@ class PlanInputs:
     block_size: int | None = None
     kv_cache_memory: str | None = None  # "37.3" (GiB as logged) or "40050483609B" (bytes)
     memory_gib: float | None = None
-    non_kv_overhead_gib: float | None = None  # measured for this model; else the profile's
     bandwidth_gb_s: float | None = None
     concurrency: int = 1
+    non_kv_overhead_gib: float | None = None  # measured for this model; else the profile's
 
 
 @dataclass(frozen=True)

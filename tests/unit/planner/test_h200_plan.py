@@ -6,6 +6,8 @@ minus weights and a measured non-KV overhead, whose error docs/plan.md states.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,15 @@ def test_kv_too_small_for_the_context_gives_the_largest_that_fits(smol: str) -> 
         make_plan(h200_inputs(smol, max_model_len=8192, kv_cache_memory="1048576B"),
                   load_profile("h200"))  # fmt: skip
     assert "needs 0.18 GiB" in info.value.message  # the engine's own figure (fail log)
+
+
+def test_corral_plan_takes_the_measured_overhead(smol: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "plan", smol, "--hardware", "h200",
+         "--engine-version", "0.24.0", "--gpu-memory-utilization", "0.5",
+         "--max-model-len", "4096", "--non-kv-overhead", str(EAGER_OVERHEAD_GIB), "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert "3208144" in done.stdout.replace(",", ""), result
+    assert round(result["decode_ceiling_tok_s"]) == 17842
