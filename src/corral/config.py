@@ -131,6 +131,12 @@ class Deployment(Strict):
         ge=1,
         description="CPU engines: KV cache space in whole GiB (vLLM reads it with int())",
     )
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="GPU engines: the share of GPU memory vLLM may take (default: the recipe's)",
+    )
     bind: str | None = Field(
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )
@@ -235,12 +241,13 @@ class CorralConfig(Strict):
 
 
 def default_deployment() -> Deployment:
-    """SmolLM2-135M-Instruct on vLLM CPU: the deployment `corral serve` runs without a file."""
+    """SmolLM2-135M-Instruct on vLLM: the deployment `corral serve` runs without a file. No
+    recipe is named, so the host's hardware picks one (smollm2-135m-cpu on a CPU box, the GPU
+    recipe of its kind on a GPU host)."""
     return Deployment(
         name=DEFAULT_MODEL_NAME,
         model=DEFAULT_STORE_NAME,
         engine="vllm",
-        recipe="smollm2-135m-cpu",
         aliases=["default"],
         max_model_len=4096,
         capabilities=Capabilities(

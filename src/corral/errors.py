@@ -10,6 +10,7 @@
      ├── HardwareError        detection failed in a way the user must know about
      ├── PlanError            the planner lacks an input or the settings can't fit
      │    └── DoesNotFit      the planner's figures refuse a deployment before launch
+     │         └── KvCacheError  the memory settings leave no KV room for one request
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
      ├── BenchError           a benchmark could not run or its input is invalid
      ├── EndpointError        an endpoint is unreachable, refuses the key, or is not running
@@ -88,6 +89,10 @@ class PlanError(CorralError):
 
 class DoesNotFit(PlanError):
     """The planner's figures say the deployment cannot fit the hardware (refused)."""
+
+
+class KvCacheError(DoesNotFit):
+    """The memory settings leave no room for one request's KV cache at the asked context."""
 
 
 class VerifyError(CorralError):

@@ -7,22 +7,18 @@ Starts its own engine (the deployment's settings, detached), so it holds `vllm_l
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from corral.config import default_deployment
 from corral.engines.vllm import facts_of, parse_log
 from corral.ledger.db import open_ledger
-from corral.ledger.launches import fact_rows, launch_of, runs_of
-from corral.runtime.detached import alive, stop_group
+from corral.ledger.launches import fact_rows, runs_of
+from tests.support.corral_cli import corral, default_config_file, kill_leftover
 from tests.support.vllm import free_port
 
 pytestmark = pytest.mark.integration
@@ -40,45 +36,12 @@ class Deployed:
         return corral(*args, "--config", str(self.config), timeout=timeout)
 
 
-def corral(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def write_config(tmp_path: Path, model_path: Path) -> Path:
-    deployment = default_deployment().model_dump(mode="json", exclude_defaults=True)
-    deployment["port"] = free_port()
-    data = {
-        "home": str(tmp_path / "home"),
-        "store": {"roots": [{"name": "test", "path": str(model_path.parents[2])}]},
-        "deployments": [deployment],
-    }
-    path = tmp_path / "corral.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _kill_leftover(home: Path) -> None:
-    """If `corral stop` failed, end the engine by the pid the ledger recorded."""
-    with open_ledger(home / "ledger.sqlite3") as ledger:
-        for run in runs_of(ledger, NAME):
-            launch = launch_of(ledger, int(run["id"]))
-            if launch and launch.pid and alive(launch.pid, launch.pid_started_at):
-                stop_group(launch.pid, launch.pid_started_at)
-
-
 @pytest.fixture(scope="module")
 def deployed(
     vllm_lock: None, default_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
     tmp = tmp_path_factory.mktemp("deploy")
-    config = write_config(tmp, default_model_path)
+    config = default_config_file(tmp, default_model_path, free_port())
     home = tmp / "home"
     done = corral(
         "deploy", NAME, "--config", str(config), "--checks", "models,chat,streaming,tool-named",
@@ -92,7 +55,7 @@ def deployed(
         yield Deployed(config, home, out.read_text(), done.stdout + done.stderr)
     finally:
         stopped = corral("stop", NAME, "--config", str(config))
-        _kill_leftover(home)
+        kill_leftover(home, NAME)
         assert stopped.returncode == 0, stopped.stderr
 
 

@@ -252,6 +252,25 @@ async def http_error(resp: aiohttp.ClientResponse) -> str:
     return f"{line}: {str(message)[:200]}" if message else line
 
 
+async def _post(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    body: bytes,
+    tl: Timeline,
+    clock: Clock,
+    *,
+    keep_text: bool,
+) -> None:
+    async with session.post(
+        endpoint.url, data=body, headers=endpoint.headers(), trace_request_ctx=_Wire(tl, clock)
+    ) as resp:
+        tl.status = resp.status
+        if resp.status != 200:
+            tl.error = await http_error(resp)
+        else:
+            await _read_stream(resp, tl, clock, keep_text)
+
+
 async def stream_request(
     session: aiohttp.ClientSession,
     endpoint: Endpoint,
@@ -264,18 +283,20 @@ async def stream_request(
     """POST `payload` and fill `tl` (sent, chunks, usage, end, error). Never raises for
     HTTP or connection errors: they become `tl.error`, so one failure doesn't end a run."""
     body = json.dumps(payload).encode()
-    tl.sent = clock()
-    try:
-        async with session.post(
-            endpoint.url, data=body, headers=endpoint.headers(), trace_request_ctx=_Wire(tl, clock)
-        ) as resp:
-            tl.status = resp.status
-            if resp.status != 200:
-                tl.error = await http_error(resp)
-            else:
-                await _read_stream(resp, tl, clock, keep_text)
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        tl.error = f"{type(exc).__name__}: {exc}"
+    for attempt in (1, 2):
+        tl.sent = clock()
+        try:
+            await _post(session, endpoint, body, tl, clock, keep_text=keep_text)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if attempt == 1 and not tl.status and not tl.chunk_times:
+                # A pooled keep-alive connection the server had closed: llama-server closes
+                # after every streamed answer though it says keep-alive, so every other
+                # request met a dead socket. No answer began; send once more on a new one.
+                continue
+            tl.error = f"{type(exc).__name__}: {exc}"
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            tl.error = f"{type(exc).__name__}: {exc}"
+        break
     tl.end = clock()
     if tl.error is None and not tl.chunk_times:
         tl.error = "the stream carried no token"

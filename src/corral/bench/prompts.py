@@ -65,7 +65,9 @@ class ServerTokenizer:
             raise NoTokenizeRoute(self.url, resp.status_code)
         if resp.status_code != 200:
             raise BenchError(f"{self.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
-        return int(resp.json()["count"])
+        answer = resp.json()
+        # vLLM answers {"count": N, "tokens": [...]}; llama-server {"tokens": [...]} only.
+        return int(answer["count"]) if "count" in answer else len(answer["tokens"])
 
 
 # What a server without a /tokenize route answers.

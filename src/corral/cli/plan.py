@@ -45,6 +45,12 @@ def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
         help="KV memory: GiB as the engine logs it (37.3, a range) or exact bytes (4096B)",
     ),
     memory: float | None = typer.Option(None, "--memory", help="device memory in GiB"),
+    non_kv_overhead: float | None = typer.Option(
+        None,
+        "--non-kv-overhead",
+        help="GiB the engine keeps beside weights and KV (activations, graphs), measured for "
+        "this model; default: the profile's estimate",
+    ),
     bandwidth: float | None = typer.Option(None, "--bandwidth", help="memory GB/s"),
     concurrency: int = typer.Option(
         1, "--concurrency", "-n", min=1, help="N for the largest max-model-len"
@@ -70,6 +76,7 @@ def plan(  # noqa: PLR0917  (a Typer command: one parameter per option)
         plan_model(model, config_from(config)), engine_version, gpu_memory_utilization,
         max_model_len, max_num_batched_tokens,
         kv_cache_dtype, block_size, kv_cache_memory, memory, bandwidth, concurrency,
+        non_kv_overhead_gib=non_kv_overhead,
     )  # fmt: skip
     result = make_plan(inputs, profile)
     if as_json:

@@ -11,7 +11,7 @@ from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
 from corral.control.recorder import command_text as shown
 from corral.hardware.detect import detect_local
-from corral.recipes.prepare import Prepared, prepare
+from corral.recipes.prepare import Prepared, forced_warning, prepare
 from corral.runtime import LocalHost, runtime_for
 
 
@@ -59,5 +59,5 @@ def explain(console: Console, prepared: Prepared) -> None:
         highlight=False,
     )
     if choice.forced:
-        console.print("[red]# forced:[/] " + "; ".join(choice.mismatches), highlight=False)
+        console.print("[red]# forced:[/] " + forced_warning(prepared), highlight=False)
     print_known_issues(console, choice.recipe.known_issues)

@@ -41,7 +41,7 @@ from corral.ledger import runs
 from corral.ledger.db import Ledger
 from corral.ledger.launches import launch_of, live_run, runs_of
 from corral.paths import runs_dir
-from corral.recipes.prepare import Detector, Prepared, prepare
+from corral.recipes.prepare import Detector, Prepared, forced_warning, prepare
 from corral.runtime import runtime_for
 from corral.runtime.base import Command, Identity, Running, Runtime
 from corral.runtime.docker import DockerRuntime
@@ -114,13 +114,12 @@ def prepare_checked(
     prepared = prepare(config, name, services.home, services.detect, force=force)
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
     if prepared.choice.forced:
-        services.say("forced", "; ".join(prepared.choice.mismatches))
+        services.say("forced", forced_warning(prepared))
     for issue in prepared.choice.recipe.known_issues:
         services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
     if prepared.launch.model.path.is_file():  # a GGUF (llama-server): read its header first
         preflight_gguf(prepared, services)
-    if services.planner is not None:
-        plan_check(prepared, services.planner)
+    plan_check(prepared)
     return prepared
 
 
@@ -134,12 +133,15 @@ def preflight_gguf(prepared: Prepared, services: Services) -> None:
     services.say("plan", plan.figures())
 
 
-def plan_check(prepared: Prepared, planner: Planner) -> None:
-    """Refuse before launch what the planner shows cannot fit (its figures in the message)."""
+def plan_check(prepared: Prepared) -> None:
+    """Refuse before launch what the planner shows cannot fit (its figures in the message):
+    the rendered command's memory settings, read the way the engine reads them."""
+    from corral.deploy.planning import preflight
+
     try:
-        planner(prepared, {})
+        preflight(prepared)
     except DoesNotFit as exc:
-        raise DoesNotFit(f"{prepared.deployment.name}: {exc.message}", hint=exc.hint) from None
+        raise type(exc)(f"{prepared.deployment.name}: {exc.message}", hint=exc.hint) from None
 
 
 # ---- claim: adopt or launch -----------------------------------------------------------

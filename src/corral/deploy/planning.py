@@ -8,7 +8,9 @@ prints these `planned.*` facts beside the measured ones.
 
 from __future__ import annotations
 
-from corral.errors import CorralError
+import re
+
+from corral.errors import CorralError, KvCacheError
 from corral.recipes.prepare import Prepared
 
 GIB = 2**30
@@ -66,3 +68,51 @@ def llama_figures(prepared: Prepared) -> dict[str, tuple[float | str, str]]:
         "kv_cache_memory_mib": (round(kv / 2**20, 2), "MiB"),
         "model_size_gib": (round(header.size_bytes / GIB, 2), "GiB"),
     }
+
+
+def _version_number(text: str | None) -> str | None:
+    """'vllm 0.24.0' → '0.24.0'; None when the recipe names no version."""
+    found = re.search(r"\d+\.\d+\.\d+", text or "")
+    return found.group() if found else None
+
+
+def flag_value(argv: tuple[str, ...], flag: str) -> str | None:
+    """The value of `--flag VALUE` or `--flag=VALUE` in an engine's argv (last one wins)."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def preflight(prepared: Prepared) -> None:
+    """Before a vLLM launch on a GPU: KvCacheError, with the planner's figures and the
+    largest context that fits, when the memory settings leave no room for one request.
+    Anything else the planner can't plan (no profile, a model folder not visible from here)
+    is left to the engine."""
+    from corral.hardware.profiles import load_profile
+    from corral.planner.plan import PlanInputs, make_plan
+
+    dep, launch = prepared.deployment, prepared.launch
+    if dep.engine != "vllm":
+        return
+    utilization = flag_value(launch.argv, "--gpu-memory-utilization")
+    kv_bytes = flag_value(launch.argv, "--kv-cache-memory-bytes")
+    inputs = PlanInputs(
+        model=str(launch.model.path),
+        engine_version=_version_number(prepared.choice.recipe.engine_version),
+        gpu_memory_utilization=float(utilization) if utilization else None,
+        max_model_len=int(flag_value(launch.argv, "--max-model-len") or 0) or None,
+        kv_cache_memory=f"{kv_bytes}B" if kv_bytes else None,
+    )
+    try:
+        profile = load_profile(prepared.hardware_kind)
+        if profile.platform != "cuda":
+            return
+        make_plan(inputs, profile)
+    except KvCacheError:
+        raise
+    except (CorralError, OSError, ValueError, KeyError):
+        return

@@ -55,7 +55,8 @@ NUMBER = r"([\d,]+(?:\.\d+)?)"
 PHASE_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("config", re.compile(r"vLLM API server version|non-default args:|\bversion \d+\.\d+")),
     ("engine_init", re.compile(r"Initializing a V1 LLM engine")),
-    ("load_weights", re.compile(r"Starting to load model")),
+    # "Loading model from scratch..." is vLLM 0.24's V2 model runner (GPU)
+    ("load_weights", re.compile(r"Starting to load model|Loading model from scratch")),
     ("compile", re.compile(r"for vLLM's torch\.compile|Dynamo bytecode transform time")),
     (
         "kv_cache",

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from corral.errors import DoesNotFit, PlanError
+from corral.errors import KvCacheError, PlanError
 from corral.hardware.profiles import HardwareProfile
 from corral.planner import kvcache
 from corral.planner.engine import (
@@ -44,6 +44,7 @@ class PlanInputs:
     memory_gib: float | None = None
     bandwidth_gb_s: float | None = None
     concurrency: int = 1
+    non_kv_overhead_gib: float | None = None  # measured for this model; else the profile's
 
 
 @dataclass(frozen=True)
@@ -179,17 +180,26 @@ def kv_memory(
             "(the KV memory the engine logs, or VLLM_CPU_KVCACHE_SPACE on CPU) or --memory",
         )
     budget = settings["gpu_memory_utilization"] * total * GIB
-    kv = int(budget - weights.loaded_bytes - profile.non_kv_overhead_gib * GIB)
+    overhead = non_kv_overhead(inputs, profile)
+    kv = int(budget - weights.loaded_bytes - overhead * GIB)
     if kv <= 0:
-        raise PlanError(
+        raise KvCacheError(
             f"weights {weights.loaded_bytes / GIB:.2f} GiB + non-KV overhead "
-            f"{profile.non_kv_overhead_gib:.2f} GiB exceed the budget "
+            f"{overhead:.2f} GiB exceed the budget "
             f"{settings['gpu_memory_utilization']} x {total} GiB = {budget / GIB:.2f} GiB "
             f"by {-kv / GIB:.2f} GiB",
-            hint="use a smaller or more quantized model, more memory, or a higher "
-            "--gpu-memory-utilization",
+            hint="no context fits: use a smaller or more quantized model, more memory, or a "
+            "higher --gpu-memory-utilization",
         )
-    return kv, kv, kv, "estimated: utilization x memory - weights - overhead"
+    return kv, kv, kv, f"estimated: utilization x memory - weights - {overhead:.2f} GiB overhead"
+
+
+def non_kv_overhead(inputs: PlanInputs, profile: HardwareProfile) -> float:
+    """GiB vLLM keeps beside weights and KV (activation peak, non-torch, CUDA graphs): the
+    figure measured for this model when given, else the profile's estimate."""
+    if inputs.non_kv_overhead_gib is not None:
+        return inputs.non_kv_overhead_gib
+    return profile.non_kv_overhead_gib
 
 
 def _assemble(
@@ -236,7 +246,7 @@ def check_fits(layout: kvcache.Layout, available: int, max_len: int, in_flight: 
     if needed <= available:
         return
     fits = kvcache.largest_max_len(layout, available, 1, in_flight, max_len)
-    raise DoesNotFit(
+    raise KvCacheError(
         f"one request at max-model-len {max_len:,} needs {needed / GIB:.2f} GiB of KV cache "
         f"but only {available / GIB:.2f} GiB is available: short by "
         f"{(needed - available) / GIB:.2f} GiB",

@@ -7,8 +7,11 @@ returned either way, so the CLI shows them whenever a recipe is chosen.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from corral.config import Deployment
 from corral.errors import RecipeError
@@ -31,9 +34,31 @@ def model_id(model: str) -> str:
     return model.split("@", 1)[0]
 
 
+def folder_config(model: str) -> dict[str, Any]:
+    """The config.json of a model given as a folder path; empty for a store name or a
+    folder without a readable one."""
+    if not is_path_name(model):
+        return {}
+    try:
+        data = json.loads((Path(model).expanduser() / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def matches_identity(recipe: Recipe, model: str) -> bool:
+    """A folder whose config.json has every value the recipe's `match.config` names: the
+    model itself, whatever the folder is called (`/models/model`)."""
+    wanted = recipe.match.config
+    found = folder_config(model) if wanted else {}
+    return bool(found) and all(found.get(key) == value for key, value in wanted.items())
+
+
 def matches_model(recipe: Recipe, model: str) -> bool:
     name = model_id(model).lower()
-    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in recipe.match.models)
+    if any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in recipe.match.models):
+        return True
+    return matches_identity(recipe, model)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.config import CorralConfig, Deployment
+from corral.errors import RecipeError
 from corral.hardware.info import HardwareInfo
 from corral.paths import models_dir
 from corral.recipes.loader import load_recipes
@@ -31,16 +32,37 @@ class Prepared:
     launch: EngineLaunch
 
 
-def hardware_kind(
+def hardware_of(
     config: CorralConfig, deployment: Deployment, detect: Detector
-) -> tuple[str, str]:
-    """(kind, where it came from): the host's `hardware:` in corral.yaml, else detection."""
+) -> tuple[str, str, HardwareInfo | None]:
+    """(kind, where it came from, the detected machine): the host's `hardware:` in
+    corral.yaml (nothing detected), else detection."""
     host = config.hosts.get(deployment.host)
     if host is not None and host.hardware:
-        return host.hardware, f"hosts.{deployment.host}.hardware in corral.yaml"
+        return host.hardware, f"hosts.{deployment.host}.hardware in corral.yaml", None
+    info = detect()
     if deployment.host not in ("local", "localhost"):
-        return detect().kind, f"detected here (host {deployment.host!r} names no hardware)"
-    return detect().kind, "detected on this machine"
+        return info.kind, f"detected here (host {deployment.host!r} names no hardware)", info
+    return info.kind, "detected on this machine", info
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
+def check_driver(recipe_cuda: str | None, recipe: str, info: HardwareInfo | None) -> None:
+    """Refuse a recipe whose engine build needs a newer CUDA than the host's driver runs."""
+    if recipe_cuda is None or info is None or not info.gpus or not info.cuda_version:
+        return
+    if _version(info.cuda_version) >= _version(recipe_cuda):
+        return
+    raise RecipeError(
+        f"recipe {recipe!r} runs an engine built for CUDA {recipe_cuda}, but this host's "
+        f"driver {info.driver_version or '(version unknown)'} supports CUDA "
+        f"{info.cuda_version} at most",
+        hint=f"update the NVIDIA driver to one that supports CUDA {recipe_cuda} (580 or "
+        "newer for 13.0), or use an engine build for your CUDA",
+    )
 
 
 def model_location(
@@ -51,6 +73,13 @@ def model_location(
     if engine == "llama-server":
         return ModelLocation(locate_gguf(deployment.model, roots, home), None)
     return locate_model(deployment.model, roots, models_dir(home))
+
+
+def forced_warning(prepared: Prepared) -> str:
+    """Why the forced recipe does not fit, and what its own known issue says that costs."""
+    text = "; ".join(prepared.choice.mismatches)
+    costs = [i.message for i in prepared.choice.recipe.known_issues if "forced" in i.condition]
+    return text + "".join(f"; cost: {cost}" for cost in costs)
 
 
 def prepare(
@@ -64,11 +93,12 @@ def prepare(
 ) -> Prepared:
     """Resolve deployment `name` to its recipe and exact command (nothing is launched)."""
     deployment = config.deployment(name)
-    kind, source = hardware_kind(config, deployment, detect)
+    kind, source, info = hardware_of(config, deployment, detect)
     # The model first: a misspelt name gets "did you mean", not "no recipe for" it.
     location = model_location(deployment, deployment.engine, config, home)
     recipes = load_recipes(config.recipes_dir)
     choice = choose(recipes, deployment, kind, force=force)
+    check_driver(choice.recipe.cuda, choice.recipe.name, info)
     if choice.recipe.match.engine != deployment.engine:  # the recipe's engine reads the model
         location = model_location(deployment, choice.recipe.match.engine, config, home)
     launch = render(deployment, choice.recipe, location, runtime=runtime)

@@ -11,6 +11,7 @@ host's NFS mount) is fine when the revision is pinned: the path is computed, not
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -85,10 +86,23 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def has_flashinfer(runtime: str) -> bool:
+    """Whether the engine will find FlashInfer: in corral's own interpreter for a local
+    process (the recipes' `{python}`); a container image is taken to ship it (the stock
+    vLLM images do)."""
+    return runtime == "docker" or importlib.util.find_spec("flashinfer") is not None
+
+
 def template_values(
-    deployment: Deployment, recipe: Recipe, engine_model: str, python: str
+    deployment: Deployment,
+    recipe: Recipe,
+    engine_model: str,
+    python: str,
+    *,
+    flashinfer: bool = True,
 ) -> dict[str, str]:
     kv = deployment.kv_cache_gib or recipe.defaults.kv_cache_gib
+    utilization = deployment.gpu_memory_utilization or recipe.defaults.gpu_memory_utilization
     values = {
         "model": engine_model,
         "served_name": deployment.name,
@@ -96,7 +110,9 @@ def template_values(
         "port": str(deployment.port or recipe.defaults.port),
         "max_model_len": str(deployment.max_model_len or recipe.defaults.max_model_len),
         "kv_cache_gib": _number(kv) if kv else "",
+        "gpu_memory_utilization": _number(utilization) if utilization else "",
         "python": python,
+        "flashinfer_sampler": "1" if flashinfer else "0",
     }
     if "llama_server" in template_names(recipe):  # looked up only when used: it may fail
         values["llama_server"] = str(find_binary())
@@ -149,7 +165,9 @@ def render(
                 hint="use runtime: docker, or a recipe written for local processes",
             )
         engine_model, head = str(location.path), recipe.process.command
-    values = template_values(deployment, recipe, engine_model, python)
+    values = template_values(
+        deployment, recipe, engine_model, python, flashinfer=has_flashinfer(runtime)
+    )
     args = [_fill(a, values) for a in [*recipe.args]] + list(deployment.args)
     env = {k: _fill(v, values) for k, v in recipe.env.items()} | deployment.env
     return EngineLaunch(

@@ -2,14 +2,16 @@
 
 Arguments, the command and environment values are templates: `{model}` (the model path as
 the engine sees it, inside the container for docker), `{served_name}`, `{host}`, `{port}`,
-`{max_model_len}`, `{kv_cache_gib}`, `{python}` (the interpreter corral runs under) and
+`{max_model_len}`, `{kv_cache_gib}`, `{gpu_memory_utilization}`, `{python}` (the interpreter
+corral runs under), `{flashinfer_sampler}` ("1" when the engine's Python has FlashInfer,
+else "0": vLLM's sampler needs `VLLM_USE_FLASHINFER_SAMPLER=0` without it) and
 `{llama_server}` (the llama-server binary: engines/llama_server.py's `find_binary`).
 """
 
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,7 +25,9 @@ PLACEHOLDERS = frozenset(
         "port",
         "max_model_len",
         "kv_cache_gib",
+        "gpu_memory_utilization",
         "python",
+        "flashinfer_sampler",
         "llama_server",
     }
 )
@@ -37,6 +41,11 @@ class Match(Strict):
     """What a recipe is for. `models` are store names or fnmatch patterns (case-insensitive)."""
 
     models: list[str] = Field(min_length=1)
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="config.json values that identify the model in a folder of any name "
+        "(e.g. architectures, hidden_size, num_hidden_layers, vocab_size)",
+    )
     hardware: list[str] = Field(min_length=1, description="hardware kinds, see `corral hw`")
     engine: Literal["vllm", "sglang", "llama-server"] = "vllm"
 
@@ -70,6 +79,7 @@ class Defaults(Strict):
     port: int = Field(default=8000, ge=1, le=65535)
     host: str = "127.0.0.1"
     kv_cache_gib: int | None = Field(default=None, ge=1)  # whole GiB: vLLM reads int()
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
 
 
 class KnownIssue(Strict):
@@ -108,6 +118,12 @@ class Recipe(Strict):
     match: Match
     runtime: Literal["process", "docker"]
     engine_version: str | None = Field(default=None, description="the version it was written for")
+    cuda: str | None = Field(
+        default=None,
+        pattern=r"^\d+\.\d+$",
+        description="the CUDA version the engine build needs; a driver supporting less is "
+        "refused before launch",
+    )
     container: Container | None = None
     process: Process | None = None
     args: list[str] = Field(default_factory=list)
