@@ -13,7 +13,7 @@ from pathlib import Path
 from corral.config import CorralConfig, Deployment
 from corral.hardware.info import HardwareInfo
 from corral.paths import models_dir
-from corral.recipes.loader import load_recipes
+from corral.recipes.loader import home_recipes_dir, load_recipes
 from corral.recipes.match import Choice, choose
 from corral.recipes.render import EngineLaunch, locate_model, render
 from corral.store.roots import store_roots
@@ -54,8 +54,8 @@ def prepare(
     """Resolve deployment `name` to its recipe and exact command (nothing is launched)."""
     deployment = config.deployment(name)
     kind, source = hardware_kind(config, deployment, detect)
-    recipes = load_recipes(config.recipes_dir)
-    choice = choose(recipes, deployment, kind, force=force)
+    recipes = load_recipes(config.recipes_dir, home_recipes_dir(home))
     location = locate_model(deployment.model, store_roots(config, home), models_dir(home))
+    choice = choose(recipes, deployment, kind, force=force, model_dir=location.path)
     launch = render(deployment, choice.recipe, location, runtime=runtime)
     return Prepared(deployment, kind, source, choice, launch)
