@@ -10,6 +10,7 @@ from rich.console import Console
 from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
 from corral.hardware.detect import detect_local
+from corral.recipes.fallback import Fallback
 from corral.recipes.prepare import Prepared, prepare
 from corral.recipes.render import shell_lines
 from corral.runtime.docker import docker_run_argv
@@ -61,4 +62,18 @@ def explain(console: Console, prepared: Prepared) -> None:
     )
     if choice.forced:
         console.print("[red]# forced:[/] " + "; ".join(choice.mismatches), highlight=False)
+    if choice.fallback is not None:
+        explain_fallback_choice(console, choice.fallback)
     print_known_issues(console, choice.recipe.known_issues)
+
+
+def explain_fallback_choice(console: Console, fallback: Fallback) -> None:
+    """Say that the generic recipe was used, why, and what corral chose for it."""
+    console.print(
+        f"[yellow]# fallback:[/] generic recipe {fallback.generic}, because {fallback.reason}",
+        highlight=False,
+    )
+    for note in fallback.notes:
+        console.print(f"#   {note}", highlight=False)
+    settings = ", ".join(f"{k}={v}" for k, v in fallback.settings.items())
+    console.print(f"#   settings: {settings}", highlight=False)

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
 
+from corral.config import Deployment
+from corral.recipes.render import ModelLocation, render
 from corral.recipes.schema import Recipe
 
 LLAMA_SERVER_CACHE = Path("~/.cache/corral/llama-server")
@@ -232,3 +234,34 @@ CHECKERS: dict[str, Callable[[], Checker]] = {
 
 def checker_for(engine: str) -> Checker:
     return CHECKERS[engine]()
+
+
+SAMPLE_MODEL = ModelLocation(
+    Path("/srv/models/models--org--model/snapshots/0"), Path("/srv/models")
+)
+
+
+def runtimes_of(recipe: Recipe) -> list[Literal["process", "docker"]]:
+    """The runtimes a recipe has a section for (docker, process or both)."""
+    found: list[Literal["process", "docker"]] = []
+    if recipe.container is not None:
+        found.append("docker")
+    if recipe.process is not None:
+        found.append("process")
+    return found
+
+
+def check_renders(recipe: Recipe, checker: Checker) -> list[tuple[str, str, FlagReport]]:
+    """Render `recipe` for every hardware kind and runtime it has, and check each argv.
+
+    The hardware kind does not change a recipe's command today, but every pair is rendered
+    so that a recipe that grows per-hardware arguments stays covered."""
+    found: list[tuple[str, str, FlagReport]] = []
+    for hardware in recipe.match.hardware:
+        for runtime in runtimes_of(recipe):
+            deployment = Deployment(
+                name="flag-check", model="org/model", engine=recipe.match.engine, runtime=runtime
+            )
+            launch = render(deployment, recipe, SAMPLE_MODEL, runtime=runtime)
+            found.append((hardware, runtime, check(recipe, launch.argv, checker)))
+    return found
