@@ -17,6 +17,7 @@ import contextlib
 import io
 import re
 import subprocess
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -53,6 +54,8 @@ def engine_args(argv: Sequence[str], engine: str) -> list[str]:
     the binary) dropped. The stock vLLM image's entrypoint is `vllm serve`, so an argv
     that starts with the model is already the engine's."""
     words = list(argv)
+    if engine == "llama-server":
+        return words[1:] if words and not words[0].startswith("-") else words
     if len(words) > 2 and words[1] == "-m":
         return words[3:]
     if engine == "vllm" and "serve" in words[:2]:
@@ -144,10 +147,20 @@ def flags_from_help(text: str) -> dict[str, str]:
     """Flags and whether they take a value, from llama-server's `--help` table."""
     flags: dict[str, str] = {}
     for line in text.splitlines():
-        head = line.split("  ", 1)[0] if not line.startswith(" ") else ""
-        for name, value in HELP_FLAG.findall(head):
-            flags[name] = "value" if value else "switch"
+        found = [hit for column in _flag_columns(line) for hit in HELP_FLAG.findall(column)]
+        kind = "value" if any(value for _, value in found) else "switch"
+        flags |= dict.fromkeys((name for name, _ in found), kind)
     return flags
+
+
+def _flag_columns(line: str) -> list[str]:
+    """The columns of a help row before its description (one row: one option's aliases)."""
+    columns = []
+    for column in re.split(r"\s{2,}", line.strip()):
+        if not column.startswith("-"):
+            break
+        columns.append(column)
+    return columns
 
 
 def llama_server_binary(cache: Path = LLAMA_SERVER_CACHE) -> Path | None:
@@ -170,6 +183,14 @@ class VllmChecker:
     """The installed vLLM's own argument parser and parser registries."""
 
     def __init__(self) -> None:
+        with warnings.catch_warnings():
+            # vLLM's import pulls in torch, whose deprecation warnings are not ours
+            for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+                warnings.simplefilter("ignore", category)
+            self._load()
+        self.name = f"vLLM {_vllm_version()} argument parser"
+
+    def _load(self) -> None:
         from vllm.entrypoints.launchers.cli_args import make_arg_parser
         from vllm.reasoning import ReasoningParserManager
         from vllm.tool_parsers import ToolParserManager
@@ -179,7 +200,6 @@ class VllmChecker:
         self.parser = make_arg_parser(parser)
         self.tool_parsers = set(ToolParserManager.list_registered())
         self.reasoning_parsers = set(ReasoningParserManager.list_registered())
-        self.name = f"vLLM {_vllm_version()} argument parser"
 
     def unknown(self, argv: Sequence[str]) -> list[str]:
         errors = io.StringIO()
