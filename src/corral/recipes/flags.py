@@ -209,7 +209,18 @@ class VllmChecker:
         except SystemExit:
             return [_last_line(errors.getvalue())]
         problems = [f"{flag_name(w)} is not a vLLM flag" for w in rest if w.startswith("-")]
-        return problems + self._parser_names(namespace)
+        return problems + self._abbreviated(argv, rest) + self._parser_names(namespace)
+
+    def _abbreviated(self, argv: Sequence[str], rest: Sequence[str]) -> list[str]:
+        """argparse accepts a unique prefix (--max-num-seq for --max-num-seqs); a recipe
+        spells flags out, so a later release adding a longer flag cannot change its meaning."""
+        known = self.parser._option_string_actions  # argparse keeps no public list
+        words = [flag_name(w) for w in argv if w.startswith("--") and w not in rest]
+        return [
+            f"{w} abbreviates a vLLM flag; spell it out"
+            for w in words
+            if w not in known and "." not in w
+        ]
 
     def _parser_names(self, namespace: Any) -> list[str]:
         found = []
