@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -295,3 +296,46 @@ def test_recipes_cli_list_show_match() -> None:
     missing = _corral("recipes", "show", "nope")
     assert missing.returncode == 1
     assert "no recipe named 'nope'" in missing.stderr
+
+
+def test_every_log_pattern_is_a_regex() -> None:
+    for recipe in builtin_recipes():
+        for issue in recipe.known_issues:
+            if issue.log_pattern:
+                re.compile(issue.log_pattern)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "issue", "log", "expected"),
+    [
+        ("gemma-4-26b-a4b-gb10", "gemma4-mm-budget-2048",
+         "gemma-4-26b-a4b-bf16-gb10-vllm-0.20.0-fail-max-num-batched-tokens-2048.log", True),
+        ("gemma-4-26b-a4b-gb10", "gemma4-mm-budget-2048",
+         "gemma-4-26b-a4b-bf16-gb10-vllm-0.20.0.log", False),
+        ("generic-vllm-gb10", "gb10-low-tier-batch",
+         "gemma-4-26b-a4b-bf16-gb10-vllm-0.20.0-fail-max-num-batched-tokens-2048.log", True),
+        ("gemma-4-26b-a4b-nvfp4-gb10", "gemma4-mm-budget",
+         "gemma-4-26b-a4b-nvfp4-gb10-vllm-0.25.1.log", True),
+        ("gpt-oss-120b-rtx-pro-6000", "marlin-moe-sm120",
+         "gpt-oss-120b-vllm-0.25.1-marlin.log", True),
+    ],
+)  # fmt: skip
+def test_known_issue_patterns_match_the_real_logs(
+    shared_fixtures: Path, recipe: str, issue: str, log: str, expected: bool
+) -> None:
+    """The GB10 captures: the Gemma 4 start that died on the 2048 batch default, the one
+    that worked with 4096, vLLM 0.25.1 raising the default by itself, the MARLIN line."""
+    pattern = next(i for i in load_recipes()[recipe].known_issues if i.id == issue).log_pattern
+    text = (shared_fixtures / "logs" / "vllm" / log).read_text(errors="replace")
+    assert bool(re.search(pattern or "(?!)", text)) is expected
+
+
+def test_recipes_show_prints_sources_issues_and_figures() -> None:
+    shown = _corral("recipes", "show", "gemma-4-26b-a4b-gb10")
+    assert shown.returncode == 0
+    data = yaml.safe_load(shown.stdout)
+    assert any("gemma-4-26B-A4B-it.yaml" in s["url"] for s in data["sources"])
+    assert {i["id"] for i in data["known_issues"]} >= {"gemma4-mm-budget-2048"}
+    assert any(f["value"] == 177440 for f in data["reference_figures"])
+    assert data["disagreements"][0]["choice"] == "131072"
+    assert "# tool parser: gemma4, reasoning parser: gemma4, context: 131072" in shown.stdout
