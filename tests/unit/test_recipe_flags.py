@@ -121,17 +121,26 @@ def test_llama_server_checker_uses_the_captured_list_without_a_binary(tmp_path: 
     ]
 
 
+def _help_row(flags: str, help_text: str) -> str:
+    """A row as llama.cpp's common_arg::to_string prints it."""
+    if len(flags) > 37:
+        return f"{flags}\n{' ' * 40}{help_text}\n"
+    return f"{flags.ljust(40)}{help_text}\n"
+
+
 def test_llama_server_help_is_parsed_into_flags() -> None:
     text = (
-        "-h,    --help, --usage                  print usage and exit\n"
-        "-c,    --ctx-size N                     size of the prompt context\n"
-        "--embedding, --embeddings               restrict to only support embedding use case\n"
-        "-ngl,  --gpu-layers, --n-gpu-layers N   max. number of layers to store in VRAM\n"
+        "----- common params -----\n\n"
+        + _help_row("-h,    --help, --usage", "print usage and exit")
+        + _help_row("-c,    --ctx-size N", "size of the prompt context\n" + " " * 40 + "-1 = all")
+        + _help_row("--embedding, --embeddings", "restrict to only support embedding use case")
+        + _help_row("-ngl,  --gpu-layers, --n-gpu-layers N", "max. number of layers in VRAM")
+        + _help_row("--pooling {none,mean,cls,last,rank}", "pooling type for embeddings")
     )
     found = flags_from_help(text)
-    assert [found[f] for f in ("-c", "--ctx-size")] == ["value", "value"]
-    assert [found[f] for f in ("--embedding", "--embeddings")] == ["switch", "switch"]
-    assert found["--n-gpu-layers"] == "value"
+    assert [found[f] for f in ("-c", "--ctx-size", "--n-gpu-layers", "-ngl")] == ["value"] * 4
+    assert [found[f] for f in ("--embedding", "--embeddings", "--help")] == ["switch"] * 3
+    assert found["--pooling"] == "value"
     assert FlagList("llama-server", found).unknown(["-c", "4", "--embedding", "--nope"]) == [
         "--nope is not a llama-server flag"
     ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import subprocess
 import warnings
 from collections.abc import Callable, Sequence
@@ -140,27 +139,24 @@ def flag_list_from_data(engine: str) -> FlagList:
     return FlagList(label, data["flags"], data.get("values"), f"captured: {data['source']}")
 
 
-HELP_FLAG = re.compile(r"(?:^|[\s,])(--?[A-Za-z][\w.-]*)(?:[ =]([A-Z<\[{][^\s,]*))?")
+HELP_COLUMN = 40  # llama.cpp's common_arg::to_string pads the flags to 40 columns
 
 
 def flags_from_help(text: str) -> dict[str, str]:
-    """Flags and whether they take a value, from llama-server's `--help` table."""
+    """Flags and whether they take a value, from llama-server's `--help`.
+
+    A row is `-c,    --ctx-size N` padded to column 40 and then the help; a row longer than
+    37 characters ends the line and its help follows on the next (indented) lines."""
     flags: dict[str, str] = {}
     for line in text.splitlines():
-        found = [hit for column in _flag_columns(line) for hit in HELP_FLAG.findall(column)]
-        kind = "value" if any(value for _, value in found) else "switch"
-        flags |= dict.fromkeys((name for name, _ in found), kind)
+        if not line.startswith("-"):
+            continue
+        padded = line[HELP_COLUMN - 3 : HELP_COLUMN] == "   "
+        words = (line[: HELP_COLUMN - 3] if padded else line).replace(",", " ").split()
+        names = [w for w in words if w.startswith("-")]
+        kind = "value" if len(names) < len(words) else "switch"
+        flags |= dict.fromkeys(names, kind)
     return flags
-
-
-def _flag_columns(line: str) -> list[str]:
-    """The columns of a help row before its description (one row: one option's aliases)."""
-    columns = []
-    for column in re.split(r"\s{2,}", line.strip()):
-        if not column.startswith("-"):
-            break
-        columns.append(column)
-    return columns
 
 
 def llama_server_binary(cache: Path = LLAMA_SERVER_CACHE) -> Path | None:
