@@ -155,3 +155,17 @@ def test_corral_render_says_the_fallback_was_used_and_why(fleet: Path) -> None:
     assert "planner (v0." in done.stderr
     assert "--tool-call-parser llama3_json" in done.stdout
     assert "--max-model-len" in done.stdout
+
+
+def test_recipes_match_shows_the_planned_fallback_for_a_model_folder(tmp_path: Path) -> None:
+    folder = model_folder(tmp_path, "my-llama-8b", LLAMA_8B)
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "recipes", "match", str(folder), "--hardware", "h100"],
+        capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "fallback generic-vllm-gpu: no recipe for 'my-llama-8b' on 'h100'" in done.stdout
+    planned = choose(
+        load_recipes(), Deployment(name="m", model=str(folder)), "h100", model_dir=folder
+    )
+    assert f"max_model_len {planned.recipe.defaults.max_model_len}: planner" in done.stdout

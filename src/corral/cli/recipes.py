@@ -11,6 +11,7 @@ from rich.table import Table
 
 from corral.cli.common import config_from, home_of, print_json
 from corral.hardware.detect import detect_local
+from corral.recipes import fallback
 from corral.recipes.flags import check_renders, checker_for
 from corral.recipes.loader import (
     get_recipe,
@@ -198,11 +199,19 @@ def explain_fallback(
     if generic is None:
         console.print(f"{reason}; no generic {engine} recipe for {hardware}", highlight=False)
         raise typer.Exit(1)
-    console.print(
-        f"[yellow]fallback[/] {generic.name}: {reason}. `corral render` fills in the "
-        "context from the planner and the parsers from the model's config.json",
-        highlight=False,
-    )
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        console.print(
+            f"[yellow]fallback[/] {generic.name}: {reason}. `corral render` fills in the "
+            "context from the planner and the parsers from the model's config.json "
+            "(give a model folder here to see them)",
+            highlight=False,
+        )
+        return
+    _, account = fallback.build(generic, hardware, folder, reason)
+    console.print(f"[yellow]fallback[/] {generic.name}: {reason}", highlight=False)
+    for note in account.notes:
+        console.print(f"  {note}", highlight=False)
 
 
 def print_known_issues(console: Console, issues: list[KnownIssue]) -> None:

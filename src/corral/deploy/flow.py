@@ -96,6 +96,11 @@ def deploy(
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
     if prepared.choice.forced:
         services.say("forced", "; ".join(prepared.choice.mismatches))
+    if prepared.choice.fallback is not None:
+        services.say(
+            "fallback",
+            "; ".join([prepared.choice.fallback.reason, *prepared.choice.fallback.notes]),
+        )
     for issue in prepared.choice.recipe.known_issues:
         services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
     run_id, handle, adopted, notes = launch_or_adopt(prepared, services)
