@@ -119,8 +119,12 @@ def test_recipes_match_cli_picks_the_intended_recipe(
 
 
 def test_every_builtin_model_recipe_is_intended_somewhere() -> None:
+    """A new built-in recipe needs a row in INTENDED (the pair it is for), so that the
+    table keeps covering every recipe."""
     intended = {row[3] for row in INTENDED}
-    assert {r.name for r in builtin_recipes() if not r.generic} == intended
+    missing = sorted({r.name for r in builtin_recipes() if not r.generic} - intended)
+    assert missing == [], f"add a row to INTENDED for: {missing}"
+    assert intended <= {r.name for r in builtin_recipes()}
 
 
 def test_no_recipe_for_gpt_oss_120b_on_cpu_falls_back_with_the_reason() -> None:
