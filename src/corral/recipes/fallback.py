@@ -58,19 +58,40 @@ def read_config(model_dir: Path | None) -> dict[str, Any] | None:
     return config
 
 
-def parsers_for(config: dict[str, Any] | None, engine: str) -> tuple[dict[str, str], str]:
-    """(parsers, where they came from) for `engine`, from config.json's model_type."""
+def tokenizer_tokens(model_dir: Path | None) -> set[str]:
+    """The tokens of the model's tokenizer.json (vocabulary and added tokens); empty if none."""
+    path = model_dir / "tokenizer.json" if model_dir else None
+    if path is None or not path.is_file():
+        return set()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return set()
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    added = {t.get("content", "") for t in data.get("added_tokens") or []}
+    return set(vocab if isinstance(vocab, dict) else ()) | added
+
+
+def parsers_for(
+    config: dict[str, Any] | None, engine: str, tokens: set[str] | None = None
+) -> tuple[dict[str, str], str]:
+    """(parsers, where they came from) for `engine`, from config.json's model_type; a rule
+    whose `requires_tokens` the tokenizer lacks is passed over (and said so)."""
     if config is None:
         return {}, "no config.json readable here: no tool or reasoning parser set"
     names = {config.get("model_type"), *(config.get("architectures") or [])[:1]}
+    skipped = []
     for rule in _data("model_parsers.yaml"):
-        if rule["model_type"] in names:
-            found: dict[str, str] = rule.get(engine) or {}
-            return (
-                found,
-                f"model_type {rule['model_type']!r} → {found or 'none'} ({rule['source']})",
-            )
-    return {}, f"model_type {config.get('model_type')!r} is not in model_parsers.yaml: no parsers"
+        if rule["model_type"] not in names:
+            continue
+        missing = sorted(set(rule.get("requires_tokens", [])) - (tokens or set()))
+        if missing:
+            skipped.append(f"{rule.get(engine)} needs tokens {missing}")
+            continue
+        found: dict[str, str] = rule.get(engine) or {}
+        return found, f"model_type {rule['model_type']!r} → {found or 'none'} ({rule['source']})"
+    why = "; ".join(skipped) or "it is not in model_parsers.yaml"
+    return {}, f"model_type {config.get('model_type')!r}: no parsers ({why})"
 
 
 def plan_context(
@@ -118,10 +139,19 @@ def choose_settings(
         return settings, [f"max_model_len {fallback_len}: the tier's cap; planner: {exc}"]
     settings |= {"max_model_len": length, "planner": plan_figures(plan)}
     return settings, [
-        f"max_model_len {length}: planner ({plan.engine.family} formula), the longest at "
-        f"which {settings['concurrency']} full-length requests fit (model limit {model_max}, "
-        f"tier cap {settings['context_cap']})"
+        f"max_model_len {length}: {_bound(length, model_max, settings['context_cap'])}; "
+        f"planner ({plan.engine.family} formula): {settings['concurrency']} full-length "
+        f"requests must fit (model limit {model_max}, tier cap {settings['context_cap']})"
     ]
+
+
+def _bound(length: int, model_max: int | None, cap: int) -> str:
+    """Which limit set the context: the model's, the tier's, or the KV memory."""
+    if length == model_max:
+        return "the model's own limit (the KV cache holds more)"
+    if length == cap:
+        return "the tier's cap (the KV cache holds more)"
+    return "the longest the KV cache holds"
 
 
 def engine_args(engine: str, settings: dict[str, Any], parsers: dict[str, str]) -> list[str]:
@@ -169,7 +199,7 @@ def build(
     """The filled-in generic recipe for a model without one, and the account of it."""
     config = read_config(model_dir)
     engine = generic.match.engine
-    parsers, parser_note = parsers_for(config, engine)
+    parsers, parser_note = parsers_for(config, engine, tokenizer_tokens(model_dir))
     settings, notes = choose_settings(model_dir, hardware, config)
     recipe = apply(generic, engine, settings, parsers)
     return recipe, Fallback(generic.name, reason, settings | parsers, [*notes, parser_note])
