@@ -11,6 +11,7 @@ from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
 from corral.control.recorder import command_text as shown
 from corral.hardware.detect import detect_local
+from corral.recipes.fallback import Fallback
 from corral.recipes.prepare import Prepared, forced_warning, prepare
 from corral.runtime import LocalHost, runtime_for
 
@@ -60,4 +61,18 @@ def explain(console: Console, prepared: Prepared) -> None:
     )
     if choice.forced:
         console.print("[red]# forced:[/] " + forced_warning(prepared), highlight=False)
+    if choice.fallback is not None:
+        explain_fallback_choice(console, choice.fallback)
     print_known_issues(console, choice.recipe.known_issues)
+
+
+def explain_fallback_choice(console: Console, fallback: Fallback) -> None:
+    """Say that the generic recipe was used, why, and what corral chose for it."""
+    console.print(
+        f"[yellow]# fallback:[/] generic recipe {fallback.generic}, because {fallback.reason}",
+        highlight=False,
+    )
+    for note in fallback.notes:
+        console.print(f"#   {note}", highlight=False)
+    settings = ", ".join(f"{k}={v}" for k, v in fallback.settings.items())
+    console.print(f"#   settings: {settings}", highlight=False)

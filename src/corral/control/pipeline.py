@@ -115,6 +115,9 @@ def prepare_checked(
     services.say("recipe", f"{prepared.choice.recipe.name} for {prepared.hardware_kind}")
     if prepared.choice.forced:
         services.say("forced", forced_warning(prepared))
+    if prepared.choice.fallback is not None:
+        fallback = prepared.choice.fallback
+        services.say("fallback", "; ".join([fallback.reason, *fallback.notes]))
     for issue in prepared.choice.recipe.known_issues:
         services.say("issue", f"{issue.id} ({issue.condition}): {issue.message} → {issue.action}")
     if prepared.launch.model.path.is_file():  # a GGUF (llama-server): read its header first

@@ -11,6 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from corral.errors import RecipeError
+from corral.hardware.detect import load_kinds
+from corral.hardware.profiles import profile_names
 from corral.recipes.schema import Recipe
 
 BUILTIN_PACKAGE = "corral.recipes"
@@ -55,13 +57,38 @@ def user_recipes(folder: Path) -> list[Recipe]:
     return [parse_recipe(p.read_text("utf-8"), str(p)) for p in sorted(folder.glob("*.y*ml"))]
 
 
-def load_recipes(user_dir: Path | None = None) -> dict[str, Recipe]:
-    """All recipes by name: built-in first, then the user's (which may replace built-ins)."""
+def load_recipes(user_dir: Path | None = None, home_dir: Path | None = None) -> dict[str, Recipe]:
+    """All recipes by name: built-in first, then `<CORRAL_HOME>/recipes` if it exists, then
+    the config's `recipes_dir` (which must exist); a later one with a name replaces it."""
     recipes = {r.name: r for r in builtin_recipes()}
-    if user_dir is not None:
-        for recipe in user_recipes(user_dir.expanduser()):
+    folders = [home_dir] if home_dir is not None and home_dir.is_dir() else []
+    folders += [user_dir.expanduser()] if user_dir is not None else []
+    for folder in folders:
+        for recipe in user_recipes(folder):
             recipes[recipe.name] = recipe
     return recipes
+
+
+def home_recipes_dir(home: Path) -> Path:
+    """Where a user's recipes live without any config: `<CORRAL_HOME>/recipes`."""
+    return home / "recipes"
+
+
+def known_hardware() -> set[str]:
+    """Hardware kinds corral knows: the profiles, kinds.yaml's names, and the generic `gpu`."""
+    return set(profile_names()) | {entry["kind"] for entry in load_kinds()} | {"cpu", "gpu"}
+
+
+def hardware_warnings(recipe: Recipe, known: set[str]) -> list[str]:
+    """A warning when a recipe names hardware kinds corral does not know."""
+    unknown = sorted(set(recipe.match.hardware) - known)
+    if not unknown:
+        return []
+    matches = "matches no hardware kind" if len(unknown) == len(recipe.match.hardware) else "names"
+    return [
+        f"recipe {recipe.name} {matches} corral knows: {unknown} "
+        f"(known kinds: {', '.join(sorted(known))})"
+    ]
 
 
 def get_recipe(recipes: dict[str, Recipe], name: str) -> Recipe:

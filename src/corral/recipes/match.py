@@ -1,7 +1,10 @@
 """Match recipes to a (model, hardware kind, engine), and choose one for a deployment.
 
 A recipe named by a deployment must match the hardware unless forced; its known issues are
-returned either way, so the CLI shows them whenever a recipe is chosen.
+returned either way, so the CLI shows them whenever a recipe is chosen. Among recipes that
+fit, the most specific wins (the model named exactly, then the fewest hardware kinds); two
+equally specific ones are a tie the deployment must settle with `recipe:`. A model no
+recipe fits falls back to the generic recipe of its engine and hardware (fallback.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 from corral.config import Deployment
 from corral.errors import RecipeError
+from corral.recipes import fallback
+from corral.recipes.fallback import Fallback
 from corral.recipes.schema import Recipe
 from corral.store.resolve import is_path_name
 
@@ -66,12 +71,15 @@ class Choice:
     recipe: Recipe
     forced: bool = False
     mismatches: list[str] = field(default_factory=list)
+    fallback: Fallback | None = None
 
 
 def mismatches(recipe: Recipe, model: str, hardware: str, engine: str) -> list[str]:
     """Why `recipe` does not fit; empty when it does."""
     found = []
-    if not matches_model(recipe, model):
+    if recipe.generic:
+        found.append("generic: used only when no model recipe fits")
+    elif not matches_model(recipe, model):
         found.append(f"model {model_id(model)!r} is not one of {recipe.match.models}")
     if hardware not in recipe.match.hardware:
         found.append(f"hardware {hardware!r} is not one of {recipe.match.hardware}")
@@ -80,37 +88,108 @@ def mismatches(recipe: Recipe, model: str, hardware: str, engine: str) -> list[s
     return found
 
 
+def specificity(recipe: Recipe, model: str) -> tuple[int, int]:
+    """Lower is more specific: a model named exactly beats a pattern, then fewer hardware
+    kinds beat more."""
+    name = model_id(model).lower()
+    exact = any(name == pattern.lower() for pattern in recipe.match.models)
+    return (0 if exact else 1, len(recipe.match.hardware))
+
+
 def matching(recipes: dict[str, Recipe], model: str, hardware: str, engine: str) -> list[Recipe]:
-    """Recipes that fit, most specific first (fewest hardware kinds listed)."""
+    """Recipes that fit, most specific first."""
     fits = [r for r in recipes.values() if not mismatches(r, model, hardware, engine)]
-    return sorted(fits, key=lambda r: (len(r.match.hardware), r.name))
+    return sorted(fits, key=lambda r: (specificity(r, model), r.name))
+
+
+def tied(fits: list[Recipe], model: str) -> list[Recipe]:
+    """The recipes as specific as the first one (more than one: a tie to be named)."""
+    if not fits:
+        return []
+    best = specificity(fits[0], model)
+    return [r for r in fits if specificity(r, model) == best]
+
+
+def generic_for(recipes: dict[str, Recipe], hardware: str, engine: str) -> Recipe | None:
+    """The generic recipe for this engine and hardware, if any (most specific first)."""
+    found = [
+        r
+        for r in recipes.values()
+        if r.generic and hardware in r.match.hardware and r.match.engine == engine
+    ]
+    return min(found, key=lambda r: (len(r.match.hardware), r.name), default=None)
+
+
+def no_recipe_reason(recipes: dict[str, Recipe], model: str, hardware: str, engine: str) -> str:
+    """Why no model recipe fits: say which recipes name this model and what they are for."""
+    same_model = [r for r in recipes.values() if not r.generic and matches_model(r, model)]
+    head = f"no recipe for {model_id(model)!r} on {hardware!r} with {engine}"
+    if not same_model:
+        return head + " (no recipe names this model)"
+    others = "; ".join(
+        f"{r.name}: {', '.join(mismatches(r, model, hardware, engine))}" for r in same_model
+    )
+    return f"{head} ({others})"
+
+
+def _named(
+    recipes: dict[str, Recipe], deployment: Deployment, hardware: str, force: bool
+) -> Choice:
+    name = deployment.recipe or ""
+    if name not in recipes:
+        raise RecipeError(
+            f"deployment {deployment.name!r} names recipe {name!r}, "
+            f"which does not exist (recipes: {', '.join(sorted(recipes))})"
+        )
+    recipe = recipes[name]
+    problems = [
+        p
+        for p in mismatches(recipe, deployment.model, hardware, deployment.engine)
+        if not p.startswith("generic")
+    ]
+    if problems and not force:
+        raise RecipeError(
+            f"recipe {recipe.name!r} does not fit deployment {deployment.name!r}: "
+            + "; ".join(problems),
+            hint="pick a matching recipe (`corral recipes match`) or pass --force",
+        )
+    return Choice(recipe, forced=bool(problems), mismatches=problems)
+
+
+def tie_error(deployment: Deployment, hardware: str, ties: list[Recipe]) -> RecipeError:
+    names = ", ".join(r.name for r in ties)
+    return RecipeError(
+        f"recipes {names} fit deployment {deployment.name!r} on {hardware!r} equally well",
+        hint=f"say which in corral.yaml: `recipe: {ties[0].name}` under the deployment",
+    )
 
 
 def choose(
-    recipes: dict[str, Recipe], deployment: Deployment, hardware: str, *, force: bool = False
+    recipes: dict[str, Recipe],
+    deployment: Deployment,
+    hardware: str,
+    *,
+    force: bool = False,
+    model_dir: Path | None = None,
 ) -> Choice:
-    """The recipe for `deployment` on `hardware` (a kind from `corral hw`)."""
+    """The recipe for `deployment` on `hardware` (a kind from `corral hw`): the one it
+    names, else the most specific that fits, else the generic one for its engine and
+    hardware filled in for the model at `model_dir` (see fallback.py)."""
     if deployment.recipe is not None:
-        if deployment.recipe not in recipes:
-            raise RecipeError(
-                f"deployment {deployment.name!r} names recipe {deployment.recipe!r}, "
-                f"which does not exist (recipes: {', '.join(sorted(recipes))})"
-            )
-        recipe = recipes[deployment.recipe]
-        problems = mismatches(recipe, deployment.model, hardware, deployment.engine)
-        if problems and not force:
-            raise RecipeError(
-                f"recipe {recipe.name!r} does not fit deployment {deployment.name!r}: "
-                + "; ".join(problems),
-                hint="pick a matching recipe (`corral recipes match`) or pass --force",
-            )
-        return Choice(recipe, forced=bool(problems), mismatches=problems)
+        return _named(recipes, deployment, hardware, force)
     fits = matching(recipes, deployment.model, hardware, deployment.engine)
-    if not fits:
+    ties = tied(fits, deployment.model)
+    if len(ties) > 1:
+        raise tie_error(deployment, hardware, ties)
+    if fits:
+        return Choice(fits[0])
+    reason = no_recipe_reason(recipes, deployment.model, hardware, deployment.engine)
+    generic = generic_for(recipes, hardware, deployment.engine)
+    if generic is None:
         raise RecipeError(
-            f"no recipe for {model_id(deployment.model)!r} on {hardware!r} with "
-            f"{deployment.engine}",
+            reason + f"; no generic {deployment.engine} recipe for {hardware!r} either",
             hint="name one with `recipe:` in the deployment (and --force), or write one "
             "(docs/recipes.md)",
         )
-    return Choice(fits[0])
+    recipe, account = fallback.build(generic, hardware, model_dir, reason)
+    return Choice(recipe, fallback=account)

@@ -14,7 +14,7 @@ from corral.config import CorralConfig, Deployment
 from corral.errors import RecipeError
 from corral.hardware.info import HardwareInfo
 from corral.paths import models_dir
-from corral.recipes.loader import load_recipes
+from corral.recipes.loader import home_recipes_dir, load_recipes
 from corral.recipes.match import Choice, choose
 from corral.recipes.render import EngineLaunch, ModelLocation, locate_model, render
 from corral.store.gguf import locate_gguf
@@ -96,8 +96,8 @@ def prepare(
     kind, source, info = hardware_of(config, deployment, detect)
     # The model first: a misspelt name gets "did you mean", not "no recipe for" it.
     location = model_location(deployment, deployment.engine, config, home)
-    recipes = load_recipes(config.recipes_dir)
-    choice = choose(recipes, deployment, kind, force=force)
+    recipes = load_recipes(config.recipes_dir, home_recipes_dir(home))
+    choice = choose(recipes, deployment, kind, force=force, model_dir=location.path)
     check_driver(choice.recipe.cuda, choice.recipe.name, info)
     if choice.recipe.match.engine != deployment.engine:  # the recipe's engine reads the model
         location = model_location(deployment, choice.recipe.match.engine, config, home)

@@ -50,6 +50,42 @@ class Match(Strict):
     engine: Literal["vllm", "sglang", "llama-server"] = "vllm"
 
 
+class Parallel(Strict):
+    """How the model is split over GPUs and hosts. `nodes` > 1 needs that many hosts of the
+    recipe's hardware kind (the hosts' list comes from the deployment's `nodes:`)."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    distributed_backend: Literal["mp", "ray"] | None = Field(
+        default=None, description="vLLM's --distributed-executor-backend; None: one process"
+    )
+    nodes: int = Field(default=1, ge=1, description="hosts the recipe spans")
+
+
+class Source(Strict):
+    """Where a fact came from, and what it says (so a reader need not open the link)."""
+
+    url: str
+    says: str = ""
+
+
+class Disagreement(Strict):
+    """Where sources differ on a setting: who says what, what this recipe picked, and why."""
+
+    topic: str
+    views: list[str] = Field(min_length=2, description="'source: what it says'")
+    choice: str
+    reason: str
+
+
+class FlagAllowance(Strict):
+    """A flag the installed checker does not know but the pinned engine version does."""
+
+    flag: str = Field(pattern=r"^--?[A-Za-z0-9]")
+    engine_version: str = Field(description="the version that has it, e.g. 'vLLM 0.33.0'")
+    source: str
+
+
 class Container(Strict):
     """How the engine runs under `docker run`. The store root is mounted read-only."""
 
@@ -138,7 +174,17 @@ class Recipe(Strict):
     model: ModelNotes = Field(default_factory=ModelNotes)
     known_issues: list[KnownIssue] = Field(default_factory=list)
     reference_figures: list[ReferenceFigure] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
+    sources: list[str | Source] = Field(default_factory=list)
+    parallel: Parallel = Field(default_factory=Parallel)
+    disagreements: list[Disagreement] = Field(default_factory=list)
+    flags_beyond_checker: list[FlagAllowance] = Field(
+        default_factory=list, description="flags newer than the checker's engine version"
+    )
+    generic: bool = Field(
+        default=False,
+        description="a fallback for models without a recipe: never matched by name; "
+        "corral fills in the planner's settings and the model's parsers",
+    )
 
     @model_validator(mode="after")
     def _runtime_section_present(self) -> Recipe:

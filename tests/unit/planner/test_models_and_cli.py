@@ -148,7 +148,10 @@ def test_cli_json_and_explain() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["/nonexistent-folder", "--hardware", "gb10"], "is not a built-in model, a model folder, or in the store"),
+        (
+            ["/nonexistent-folder", "--hardware", "gb10"],
+            "is not a built-in model, a model folder, or in the store",
+        ),
         (["gpt-oss-120b", "--hardware", "nope"], "no hardware profile named 'nope'"),
         (["gpt-oss-120b", "--hardware", "cpu"], "pass --kv-cache-memory"),
     ],
