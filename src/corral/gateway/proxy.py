@@ -297,6 +297,8 @@ class Upstream:
                                 headers=JSON_HEADERS)  # fmt: skip
         if ex.rewrite and content_type.startswith("application/json"):
             raw = self._rewrite_whole(ex, raw)
+        elif ex.route.served_name != ex.route.requested:
+            raw = swap_model(raw, ex.route.served_name, ex.route.requested)
         headers = {"Content-Type": content_type}
         return web.Response(status=upstream.status, body=raw, headers=headers)
 
@@ -424,3 +426,9 @@ async def _harmony(response: aiohttp.ClientResponse) -> bool:
 def _is_harmony(exc: HttpError) -> bool:
     body = exc.payload or b""
     return exc.source == "engine" and any(marker in body for marker in HARMONY_MARKERS)
+
+
+def swap_model(raw: bytes, served: str, requested: str) -> bytes:
+    """The requested name for the served one in a passed-through answer (a byte replace:
+    `"model":"<name>"` only occurs as a key, quotes inside strings are escaped)."""
+    return raw.replace(b'"model":' + codec.dumps(served), b'"model":' + codec.dumps(requested))

@@ -66,8 +66,7 @@ class SseRelay:
     def feed(self, data: bytes) -> bytes:
         """Bytes to send on for `data` (complete events only; a partial one waits)."""
         if not self.rewrite:
-            self.events += data.count(b"\n\n")
-            return data
+            return self._passed(data)
         buffer = self._buffer + data if self._buffer else data
         out: list[bytes] = []
         start = 0
@@ -82,9 +81,23 @@ class SseRelay:
         self._buffer = buffer[start:] if not self.done else b""
         return b"".join(out)
 
+    def _passed(self, data: bytes) -> bytes:
+        """A pass-through stream (Responses, Messages): only the model name is swapped,
+        on whole events, so the client sees the name it asked for either way."""
+        self.events += data.count(b"\n\n")
+        if not self._model_from or self._model_from == self._model_to:
+            return data
+        buffer = self._buffer + data
+        cut = buffer.rfind(b"\n\n") + 2
+        self._buffer = buffer[cut:]
+        return buffer[:cut].replace(self._model_from, self._model_to)
+
     def finish(self) -> bytes:
         """What to send after the engine's last byte: any unterminated event, then [DONE]."""
         tail = b""
+        if not self.rewrite:
+            tail, self._buffer = self._buffer, b""
+            return tail.replace(self._model_from, self._model_to) if self._model_from else tail
         if self._buffer.strip() and not self.done:
             tail = self._event(self._buffer.strip())
         self._buffer = b""

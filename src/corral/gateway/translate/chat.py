@@ -99,6 +99,18 @@ def copy_sampling(payload: dict[str, Any], chat: dict[str, Any], names: tuple[st
             chat[name] = payload[name]
 
 
+def required_choice(tools: list[dict[str, Any]]) -> Any:
+    """Anthropic `any` / Responses `required` as chat's tool_choice.
+
+    With one tool it is that tool by name: vLLM 0.32 constrains a named tool's arguments
+    to its schema but not `required` (measured: the default model answered `required`
+    with unconstrained `<tool_call>` text until the token cap).
+    """
+    if len(tools) == 1:
+        return {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
+    return "required"
+
+
 def field_error(param: str, message: str) -> HttpError:
     """400 for a body the translator cannot map, naming the field (never a 500)."""
     return HttpError(400, f"`{param}`: {message}", param=param, code="unsupported_field")

@@ -29,6 +29,7 @@ from corral.gateway.translate.chat import (
     message_of,
     new_id,
     reasoning_of,
+    required_choice,
     split_chunk,
     usage_of,
 )
@@ -270,7 +271,7 @@ def _tool_choice(choice: Any, chat: dict[str, Any]) -> None:
     if kind == "auto":
         chat["tool_choice"] = "auto"
     elif kind == "any":
-        chat["tool_choice"] = "required"
+        chat["tool_choice"] = required_choice(chat.get("tools") or [])
     elif kind == "none":
         chat["tool_choice"] = "none"
     elif kind == "tool" and choice.get("name"):

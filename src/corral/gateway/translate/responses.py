@@ -31,6 +31,7 @@ from corral.gateway.translate.chat import (
     message_of,
     new_id,
     reasoning_of,
+    required_choice,
     split_chunk,
     usage_of,
 )
@@ -83,9 +84,13 @@ class ResponsesTranslation:
         self.id = new_id("resp_")
         self.created = int(clock())
         self.messages = self._messages()  # raises the 400s before anything is sent
+        self.chat = self._chat()
 
     # -- request -----------------------------------------------------------------------
     def chat_request(self) -> dict[str, Any]:
+        return self.chat
+
+    def _chat(self) -> dict[str, Any]:
         p = self.payload
         chat: dict[str, Any] = {"model": self.requested, "messages": self.messages}
         copy_sampling(p, chat, SAMPLING)
@@ -94,7 +99,7 @@ class ResponsesTranslation:
         if p.get("tools"):
             chat["tools"] = [_chat_tool(i, t) for i, t in enumerate(p["tools"])]
         if p.get("tool_choice") is not None:
-            chat["tool_choice"] = _chat_tool_choice(p["tool_choice"])
+            chat["tool_choice"] = _chat_tool_choice(p["tool_choice"], chat.get("tools") or [])
         _reasoning(p.get("reasoning"), chat)
         _text_format(p.get("text"), chat)
         if p.get("stream") is True:
@@ -287,7 +292,9 @@ def _chat_tool(i: int, tool: Any) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _chat_tool_choice(choice: Any) -> Any:
+def _chat_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
+    if choice == "required" and len(tools) == 1:
+        return required_choice(tools)  # a named tool: the engine constrains it to its schema
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
