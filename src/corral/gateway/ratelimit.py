@@ -88,7 +88,9 @@ class KeyLimiter:
         """A lease for one request, or HttpError 429 naming the limit. None: unlimited."""
         if limits is None:
             return NO_LEASE
-        state = self.states.setdefault(key, KeyState())
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = KeyState()
         now = self.clock()
         self._check(key, limits, state, now)
         state.in_flight += 1
