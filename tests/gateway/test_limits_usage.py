@@ -15,14 +15,13 @@ from corral.gateway.ratelimit import KeyLimiter, Window
 from corral.gateway.strict import conform
 from corral.gateway.usage import LedgerUsage, Slot, UsageRecorder
 from corral.ledger.db import open_ledger
+from tests.unit.test_gateway_logic import Clock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def at(now: float) -> Clock:
+    clock = Clock()
+    clock.now = now
+    return clock
 
 
 def test_window_slides_and_says_when_it_frees() -> None:
@@ -35,7 +34,7 @@ def test_window_slides_and_says_when_it_frees() -> None:
 
 
 def test_requests_per_minute_refuses_with_retry_after_from_the_window() -> None:
-    clock = Clock()
+    clock = at(1000.0)
     limiter = KeyLimiter(clock)
     limits = KeyLimits(requests_per_minute=2)
     for _ in range(2):
@@ -51,7 +50,7 @@ def test_requests_per_minute_refuses_with_retry_after_from_the_window() -> None:
 
 
 def test_tokens_are_charged_when_the_answer_ends_so_the_next_request_is_refused() -> None:
-    clock = Clock()
+    clock = at(1000.0)
     limiter = KeyLimiter(clock)
     limits = KeyLimits(tokens_per_minute=100, tokens_per_day=150)
     lease = limiter.admit("ci", limits)
@@ -70,7 +69,7 @@ def test_tokens_are_charged_when_the_answer_ends_so_the_next_request_is_refused(
 
 
 def test_concurrent_limit_and_unlimited_keys() -> None:
-    limiter = KeyLimiter(Clock())
+    limiter = KeyLimiter(at(1000.0))
     limits = KeyLimits(concurrent=1)
     lease = limiter.admit("ci", limits)
     with pytest.raises(HttpError) as busy:

@@ -61,7 +61,7 @@ class SseRelay:
         self._buffer = b""
         # observe: fold the chunks back into the answer (reasoning memory, gpt-oss), which
         # means decoding chunks with tool calls too.
-        self.answer = ChatAccumulator() if observe else None
+        self.answer: ChatAccumulator | None = ChatAccumulator() if observe else None
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to send on for `data` (complete events only; a partial one waits)."""

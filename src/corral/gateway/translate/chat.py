@@ -146,3 +146,34 @@ class ChatAccumulator:
         if self.calls:
             message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
         return message
+
+
+class PieceWriter:
+    """What both API stream writers share: start once, keep usage, hand pieces on."""
+
+    started = False
+    finish_reason = "stop"
+    usage: tuple[int, int, int] | None = None
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        out = self._begin()
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = usage_of(chunk)
+        for piece in split_chunk(chunk):
+            if piece.kind == "finish":
+                self.finish_reason = piece.text
+            else:
+                out.extend(self._piece(piece))
+        return b"".join(out)
+
+    def _begin(self) -> list[bytes]:
+        if self.started:
+            return []
+        self.started = True
+        return self._start()
+
+    def _start(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def _piece(self, piece: Piece) -> list[bytes]:
+        raise NotImplementedError

@@ -24,13 +24,13 @@ from typing import Any
 from corral.gateway import codec
 from corral.gateway.translate.chat import (
     Piece,
+    PieceWriter,
     copy_sampling,
     field_error,
     message_of,
     new_id,
     reasoning_of,
     required_choice,
-    split_chunk,
     usage_of,
 )
 
@@ -72,10 +72,12 @@ ERROR_TYPES = {
 }
 
 
-def error_body(status: int, message: str) -> bytes:
-    """An error in Anthropic's shape: {"type": "error", "error": {"type", "message"}}."""
+def error_body(status: int, message: str, source: str = "corral") -> bytes:
+    """An error in Anthropic's shape, {"type": "error", "error": {"type", "message"}}, plus
+    `source` (corral or engine) as on every gateway error."""
     kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
-    return codec.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    error = {"type": kind, "message": message, "source": source}
+    return codec.dumps({"type": "error", "error": error})
 
 
 class MessagesTranslation:
@@ -314,31 +316,20 @@ def tool_input(arguments: Any) -> Any:
 
 
 # -- streaming -------------------------------------------------------------------------
-class MessagesWriter:
+class MessagesWriter(PieceWriter):
     """Chat chunks in, Anthropic stream events out. One open content block at a time."""
 
     def __init__(self, translation: MessagesTranslation) -> None:
         self.t = translation
         self.index = -1
         self.open: str | None = None  # "thinking" | "text" | "tool_use"
-        self.finish_reason = "stop"
         self.saw_tool = False
-        self.usage = (0, 0, 0)
-        self.started = False
-
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        out = [] if self.started else self._start()
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = usage_of(chunk)
-        for piece in split_chunk(chunk):
-            out.extend(self._piece(piece))
-        return b"".join(out)
 
     def finish(self) -> bytes:
-        out = [] if self.started else self._start()
+        out = self._begin()
         out.extend(self._close())
         reason = "tool_use" if self.saw_tool else STOP_REASONS.get(self.finish_reason, "end_turn")
-        prompt, completion, _ = self.usage
+        prompt, completion, _ = self.usage or (0, 0, 0)
         out.append(
             _event(
                 "message_delta",
@@ -352,13 +343,12 @@ class MessagesWriter:
         return b"".join(out)
 
     def fail(self, status: int, message: str, code: str) -> bytes:
-        out = [] if self.started else self._start()
+        out = self._begin()
         kind = "overloaded_error" if status in (503, 529) else "api_error"
         out.append(_event("error", {"error": {"type": kind, "message": f"{message} ({code})"}}))
         return b"".join(out)
 
     def _start(self) -> list[bytes]:
-        self.started = True
         message: dict[str, Any] = {
             "id": self.t.id,
             "type": "message",
@@ -372,9 +362,6 @@ class MessagesWriter:
         return [_event("message_start", {"message": message})]
 
     def _piece(self, piece: Piece) -> list[bytes]:
-        if piece.kind == "finish":
-            self.finish_reason = piece.text
-            return []
         if piece.kind == "reasoning":
             return [
                 *self._ensure("thinking", {"type": "thinking", "thinking": "", "signature": ""}),
@@ -425,9 +412,11 @@ def error_from_openai(status: int, body: bytes) -> bytes:
     try:
         parsed = json.loads(body)
     except ValueError:
-        return error_body(status, body.decode("utf-8", "replace")[:2000])
+        return error_body(status, body.decode("utf-8", "replace")[:2000], "engine")
     if isinstance(parsed, dict) and parsed.get("type") == "error":
         return body
     inner = parsed.get("error") if isinstance(parsed, dict) else None
-    message = inner.get("message") if isinstance(inner, dict) else None
-    return error_body(status, str(message or f"HTTP {status}"))
+    if not isinstance(inner, dict):
+        return error_body(status, f"HTTP {status}", "engine")
+    message = str(inner.get("message") or f"HTTP {status}")
+    return error_body(status, message, str(inner.get("source") or "engine"))

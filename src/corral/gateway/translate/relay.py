@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from corral.gateway import codec
-from corral.gateway.normalize import Tokens, has_reasoning_delta, read_usage
+from corral.gateway.normalize import has_reasoning_delta, read_usage
+from corral.gateway.sse import SseRelay
 from corral.gateway.translate.chat import ChatAccumulator
 
 
@@ -23,28 +24,14 @@ class Writer(Protocol):
     def fail(self, status: int, message: str, code: str) -> bytes: ...
 
 
-class TranslatingRelay:
-    def __init__(self, writer: Writer) -> None:
-        self.writer = writer
-        self.tokens = Tokens()
-        self.reasoning_chunks = 0
-        self.done = False
-        self.events = 0
-        self.answer = ChatAccumulator()
-        self._buffer = b""
+class TranslatingRelay(SseRelay):
+    """SseRelay's event splitting, with each chat event turned into the API's events."""
 
-    def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer + data if self._buffer else data
-        out: list[bytes] = []
-        start = 0
-        while not self.done:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            out.append(self._event(buffer[start:end]))
-            start = end + 2
-        self._buffer = buffer[start:] if not self.done else b""
-        return b"".join(out)
+    def __init__(self, writer: Writer) -> None:
+        super().__init__("", wants_usage=True)
+        self.writer = writer
+        self.folded = ChatAccumulator()
+        self.answer = self.folded
 
     def finish(self) -> bytes:
         tail = self._event(self._buffer.strip()) if self._buffer.strip() else b""
@@ -60,7 +47,7 @@ class TranslatingRelay:
         self.done = True
         return self.writer.fail(status, message, code)
 
-    def _event(self, event: bytes) -> bytes:
+    def _event(self, event: bytes) -> bytes:  # overrides SseRelay's: called per event
         self.events += 1
         if not event.startswith(b"data:") or self.done:
             return b""
@@ -85,5 +72,5 @@ class TranslatingRelay:
         read_usage(chunk, self.tokens)
         if has_reasoning_delta(chunk):
             self.reasoning_chunks += 1
-        self.answer.feed(chunk)
+        self.folded.feed(chunk)
         return self.writer.chunk(chunk)

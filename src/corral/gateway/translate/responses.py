@@ -26,13 +26,13 @@ from typing import Any
 from corral.gateway import codec
 from corral.gateway.translate.chat import (
     Piece,
+    PieceWriter,
     copy_sampling,
     field_error,
     message_of,
     new_id,
     reasoning_of,
     required_choice,
-    split_chunk,
     usage_of,
 )
 from corral.gateway.translate.store import Conversation, ResponseStore
@@ -395,7 +395,7 @@ def _usage(usage: tuple[int, int, int]) -> dict[str, Any]:
 
 
 # -- streaming -------------------------------------------------------------------------
-class ResponsesWriter:
+class ResponsesWriter(PieceWriter):
     """Chat chunks in, Responses events out. One open output item at a time."""
 
     def __init__(self, translation: ResponsesTranslation) -> None:
@@ -404,20 +404,9 @@ class ResponsesWriter:
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None
         self.calls: dict[int, dict[str, Any]] = {}
-        self.finish_reason = "stop"
-        self.usage: tuple[int, int, int] | None = None
-        self.started = False
-
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        out = [] if self.started else self._start()
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = usage_of(chunk)
-        for piece in split_chunk(chunk):
-            out.extend(self._piece(piece))
-        return b"".join(out)
 
     def finish(self) -> bytes:
-        out = [] if self.started else self._start()
+        out = self._begin()
         out.extend(self._close())
         message = self._as_message()
         self.t._retain(message)
@@ -430,7 +419,7 @@ class ResponsesWriter:
     def fail(self, status: int, message: str, code: str) -> bytes:
         """OpenAI's stream error event; `status` has no place in it (the code names it)."""
         del status
-        out = [] if self.started else self._start()
+        out = self._begin()
         out.append(self._event("error", {"code": code, "message": message, "param": None}))
         return b"".join(out)
 
@@ -441,7 +430,6 @@ class ResponsesWriter:
         return b"event: " + kind.encode() + b"\ndata: " + codec.dumps(body) + b"\n\n"
 
     def _start(self) -> list[bytes]:
-        self.started = True
         shell = self.t._response([], "stop", None, status="in_progress")
         return [
             self._event("response.created", {"response": shell}),
@@ -449,9 +437,6 @@ class ResponsesWriter:
         ]
 
     def _piece(self, piece: Piece) -> list[bytes]:
-        if piece.kind == "finish":
-            self.finish_reason = piece.text
-            return []
         if piece.kind == "tool_args":
             return self._call_args(piece)
         out = self._ensure(piece)
