@@ -297,8 +297,10 @@ class Upstream:
                                 headers=JSON_HEADERS)  # fmt: skip
         if ex.rewrite and content_type.startswith("application/json"):
             raw = self._rewrite_whole(ex, raw)
-        elif ex.route.served_name != ex.route.requested:
-            raw = swap_model(raw, ex.route.served_name, ex.route.requested)
+        else:
+            read_usage({"usage": codec.usage_of(raw)}, ex.tokens)
+            if ex.route.served_name != ex.route.requested:
+                raw = swap_model(raw, ex.route.served_name, ex.route.requested)
         headers = {"Content-Type": content_type}
         return web.Response(status=upstream.status, body=raw, headers=headers)
 
