@@ -4,6 +4,9 @@
     python scripts/bench_gateway.py --stack starlette-httpx   # a bare proxy on another stack
     python scripts/bench_gateway.py --quick  # smaller counts, for a first look
     python scripts/bench_gateway.py --compare 3   # every stack 3 times: CPU and latency
+    python scripts/bench_gateway.py --stack corral-limits    # a key with limits, usage on
+    python scripts/bench_gateway.py --compare 3 --stacks corral,corral-limits \
+        --before ../main/scripts/bench_gateway.py   # this change against the code before it
 
 Processes: two scripted engines (`fast`: 16 tokens at once; `paced`: 64 chunks 20 ms
 apart), the gateway in its own process (uvloop), and this client (aiohttp, uvloop). Every
@@ -48,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 from tests.support.scripted import RunningEngine, start_scripted
 
-STACKS = ("corral", "aiohttp-aiohttp", "starlette-aiohttp", "starlette-httpx", "aiohttp-httpx")
+STACKS = ("corral", "corral-limits", "aiohttp-aiohttp", "starlette-aiohttp", "starlette-httpx",
+          "aiohttp-httpx")  # fmt: skip
+BENCH_KEY = "bench-key"  # sent on every request; only `corral-limits` checks it
 CHAT = "/v1/chat/completions"
 STREAM_CHUNKS, STREAM_ITL = 64, 0.020
 
@@ -64,8 +69,8 @@ def serve_main(stack: str, upstreams: dict[str, str]) -> None:
 
 
 async def _serve(stack: str, upstreams: dict[str, str]) -> None:
-    if stack == "corral":
-        port = await _serve_corral(upstreams)
+    if stack in ("corral", "corral-limits"):
+        port = await _serve_corral(upstreams, limits=stack == "corral-limits")
     elif stack.startswith("starlette"):
         port = await _serve_starlette(stack, upstreams)
     else:
@@ -74,7 +79,9 @@ async def _serve(stack: str, upstreams: dict[str, str]) -> None:
     await asyncio.Event().wait()
 
 
-async def _serve_corral(upstreams: dict[str, str]) -> int:
+async def _serve_corral(upstreams: dict[str, str], *, limits: bool = False) -> int:
+    """The real gateway; `limits`: behind a key with every per-key limit set (never hit),
+    per-key usage recorded to a ledger in a temporary folder, as `corral serve` does."""
     from corral.config import GatewaySettings, Limits
     from corral.fleet import Policy, Replica, StaticFleet
     from corral.gateway import GatewayServer
@@ -86,9 +93,27 @@ async def _serve_corral(upstreams: dict[str, str]) -> int:
             for name, url in upstreams.items()
         ]
     )
-    server = GatewayServer(fleet, GatewaySettings(), port=0)
+    if not limits:
+        server = GatewayServer(fleet, GatewaySettings(), port=0)
+    else:
+        server = _limited_gateway(fleet)
     await server.start()
     return server.port
+
+
+def _limited_gateway(fleet: Any) -> Any:
+    import tempfile
+
+    from corral.config import ApiKey, GatewaySettings, KeyLimits
+    from corral.gateway import GatewayServer
+    from corral.gateway.usage import LedgerUsage
+    from corral.ledger.db import open_ledger
+
+    never = KeyLimits(requests_per_minute=10**9, tokens_per_minute=10**12,
+                      tokens_per_day=10**13, concurrent=10**6)  # fmt: skip
+    settings = GatewaySettings(api_keys=[ApiKey(name="bench", key=BENCH_KEY, limits=never)])
+    ledger = open_ledger(Path(tempfile.mkdtemp(prefix="corral-bench-")) / "ledger.sqlite3")
+    return GatewayServer(fleet, settings, port=0, usage=LedgerUsage(ledger))
 
 
 def _rewrite(body: bytes) -> tuple[str, bytes]:
@@ -211,7 +236,7 @@ def _body(model: str, stream: bool = False) -> bytes:
 
 
 FAST_BODY = _body("fast")
-HEADERS = {"Content-Type": "application/json"}
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
 
 
 ERRORS: dict[str, int] = {}
@@ -409,8 +434,12 @@ async def phase_rss(
 # --------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------
-def start_gateway(stack: str, upstreams: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    argv = [sys.executable, __file__, "--serve", stack]
+def start_gateway(
+    stack: str, upstreams: dict[str, str], script: str = __file__
+) -> tuple[subprocess.Popen[str], int]:
+    """The gateway process; `script` another checkout's copy of this file runs that
+    checkout's gateway (`--before`)."""
+    argv = [sys.executable, script, "--serve", stack]
     for name, url in upstreams.items():
         argv += ["--upstream", f"{name}={url}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -507,19 +536,27 @@ async def compare_one(t: Targets) -> dict[str, float]:
             "chunk_added_p50_ms": round(late.added(50), 3)}  # fmt: skip
 
 
-def compare_main(rounds: int) -> int:
-    """Every stack, `rounds` times, in turn (so drifting machine load spreads over all)."""
+def compare_main(rounds: int, stacks: list[str], before: str | None) -> int:
+    """Every stack, `rounds` times, in turn (so drifting machine load spreads over all).
+
+    `before`: another checkout's scripts/bench_gateway.py; its `corral` runs as the row
+    `corral@before`, so a change is measured against the code before it in one run."""
     import uvloop
 
     fast = start_scripted("--tokens", "16", model="fast")
     paced = start_scripted("--tokens", str(STREAM_CHUNKS), "--itl", str(STREAM_ITL), "--stamp",
                            model="paced")  # fmt: skip
     upstreams = {"fast": fast.base_url, "paced": paced.base_url}
-    rows: dict[str, list[dict[str, float]]] = {s: [] for s in STACKS}
+    names = [*stacks, "corral@before"] if before else stacks
+    rows: dict[str, list[dict[str, float]]] = {s: [] for s in names}
     try:
         for _ in range(rounds):
-            for stack in STACKS:
-                gateway, port = start_gateway(stack, upstreams)
+            for stack in names:
+                if stack == "corral@before":
+                    assert before is not None
+                    gateway, port = start_gateway("corral", upstreams, before)
+                else:
+                    gateway, port = start_gateway(stack, upstreams)
                 try:
                     t = Targets(upstreams, f"http://127.0.0.1:{port}", gateway.pid)
                     rows[stack].append(uvloop.run(compare_one(t)))
@@ -546,6 +583,11 @@ def main() -> int:
                         help="time cap of the 100,000-request memory phase")  # fmt: skip
     parser.add_argument("--compare", type=int, metavar="ROUNDS", default=0,
                         help="compare all stacks: CPU per request and chunk")  # fmt: skip
+    parser.add_argument("--stacks", default=",".join(STACKS),
+                        help="with --compare: the stacks to compare (comma list)")  # fmt: skip
+    parser.add_argument("--before", metavar="SCRIPT",
+                        help="with --compare: another checkout's bench_gateway.py, whose "
+                        "gateway runs as `corral@before`")  # fmt: skip
     parser.add_argument("--serve", choices=STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -553,7 +595,7 @@ def main() -> int:
         serve_main(args.serve, dict(u.split("=", 1) for u in args.upstream))
         return 0
     if args.compare:
-        return compare_main(args.compare)
+        return compare_main(args.compare, args.stacks.split(","), args.before)
     return asyncio_main(args)
 
 

@@ -143,6 +143,15 @@ class Deployment(Strict):
     docker: DockerOptions = Field(default_factory=DockerOptions)
 
 
+class KeyLimits(Strict):
+    """Per-key limits enforced by the gateway (None = unlimited); a 429 names the one hit."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+    concurrent: int | None = Field(default=None, ge=1, description="requests in flight at once")
+
+
 class ApiKey(Strict):
     """A key from the config file: the key itself (kept secret) or its sha256."""
 
@@ -152,6 +161,7 @@ class ApiKey(Strict):
     models: list[str] = Field(
         default_factory=list, description="names, aliases or roles; empty = all"
     )
+    limits: KeyLimits = Field(default_factory=KeyLimits)
 
     @model_validator(mode="after")
     def _key_or_hash(self) -> ApiKey:
@@ -169,6 +179,23 @@ class Role(Strict):
     prefer: list[str] = Field(default_factory=list)
 
 
+ApiMode = Literal["auto", "native", "translate"]
+
+
+class ApiSettings(Strict):
+    """How the gateway serves the Responses and Messages APIs (gateway/translate/modes.py)."""
+
+    responses: ApiMode = "auto"
+    messages: ApiMode = "auto"
+    retained_responses: int = Field(
+        default=1000, ge=0, description="answers kept for previous_response_id"
+    )
+    retention_seconds: float = Field(default=3600.0, gt=0)
+    reasoning_memory: int = Field(
+        default=10000, ge=0, description="tool-call turns whose reasoning is kept (gpt-oss)"
+    )
+
+
 class GatewaySettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -179,6 +206,10 @@ class GatewaySettings(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     breaker_failures: int = Field(default=3, ge=1, description="failures in a row to open")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds before a probe")
+    apis: ApiSettings = Field(default_factory=ApiSettings)
+    usage_flush_seconds: float = Field(
+        default=5.0, gt=0, description="how often per-key usage is written to the ledger"
+    )
 
 
 class StoreRoot(Strict):

@@ -33,6 +33,7 @@ from corral.errors import PortInUseError
 from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
+from corral.gateway.usage import LedgerUsage
 from corral.hardware.detect import detect_local
 from corral.ledger import gateways
 from corral.ledger.db import open_ledger
@@ -92,7 +93,10 @@ async def serve(
     services = Services(ledger, home, detect, planner=planner)
     fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
                   reload=reload)  # fmt: skip
-    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    gateway = GatewayServer(
+        fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
+        usage=LedgerUsage(ledger),
+    )  # fmt: skip
     listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     try:
         gateway.check_exposure()  # before an engine start, not after

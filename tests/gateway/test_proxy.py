@@ -226,3 +226,5 @@ async def test_responses_and_messages_reach_the_engine(
             response = await client.post(path, json={"model": "default", "input": "hi"})
             assert response.status_code == 404
             assert response.json()["error"]["source"] == "engine"
+            # Anthropic's shape on /v1/messages, OpenAI's elsewhere
+            assert ("type" in response.json()) == (path == "/v1/messages")

@@ -18,6 +18,7 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,12 +27,16 @@ from corral.config import GatewaySettings, Role
 from corral.fleet import FleetView, all_replicas
 from corral.gateway import limits
 from corral.gateway.admission import Admission
+from corral.gateway.apis import Api, ApiFront
 from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError
-from corral.gateway.metrics import GatewayMetrics, replica_lines
+from corral.gateway.metrics import GatewayMetrics, key_lines, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
+from corral.gateway.ratelimit import NO_LEASE, KeyLimiter, Lease
 from corral.gateway.routing import CatalogEntry, Route, Router
+from corral.gateway.translate import messages
+from corral.gateway.usage import UsageRecorder
 
 log = logging.getLogger("corral.gateway")
 
@@ -40,18 +45,25 @@ Handler = Callable[[web.BaseRequest, Principal], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A generation path: whether answers are normalized and stream usage is requested."""
+    """A routed path: whether answers are normalized and stream usage is requested."""
 
     path: str
     rewrite: bool
+    api: Api = "other"
 
 
 GENERATION = {
-    "/v1/chat/completions": Endpoint("/v1/chat/completions", rewrite=True),
-    "/v1/completions": Endpoint("/v1/completions", rewrite=True),
-    # Passed through as the engine answers (Responses API, Anthropic Messages API).
-    "/v1/responses": Endpoint("/v1/responses", rewrite=False),
-    "/v1/messages": Endpoint("/v1/messages", rewrite=False),
+    "/v1/chat/completions": Endpoint("/v1/chat/completions", rewrite=True, api="chat"),
+    "/v1/completions": Endpoint("/v1/completions", rewrite=True, api="completions"),
+    # Passed through, or translated to chat where the engine lacks them (apis.py).
+    "/v1/responses": Endpoint("/v1/responses", rewrite=False, api="responses"),
+    "/v1/messages": Endpoint("/v1/messages", rewrite=False, api="messages"),
+    # Embedding, reranker and tokenizer routes: routed, authenticated, metered, as is.
+    "/v1/embeddings": Endpoint("/v1/embeddings", rewrite=False),
+    "/v1/rerank": Endpoint("/v1/rerank", rewrite=False),
+    "/v1/score": Endpoint("/v1/score", rewrite=False),
+    "/tokenize": Endpoint("/tokenize", rewrite=False),
+    "/detokenize": Endpoint("/detokenize", rewrite=False),
 }
 
 
@@ -74,6 +86,7 @@ class Gateway:
         key_store: KeySource | None = None,
         clock: Callable[[], float] = time.monotonic,
         auth_required: bool = False,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -88,6 +101,9 @@ class Gateway:
         self.auth = Authenticator(settings.api_keys, key_store, clock=clock, required=auth_required)
         self.metrics = GatewayMetrics()
         self.upstream = Upstream(session, self.balancer, clock)
+        self.front = ApiFront(settings.apis)
+        self.limiter = KeyLimiter(clock)
+        self.usage = usage or UsageRecorder(None)
 
     # -- dispatch --------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -98,13 +114,13 @@ class Gateway:
             principal = self._authenticate(request, path)
             return await handler(request, principal)
         except HttpError as exc:
-            return error_response(exc)
+            return error_response(exc, path)
         except Exception:
             # A bug or an unexpected failure (the key store's SQLite, say): still an answer
-            # in the OpenAI shape, never aiohttp's HTML page; the traceback goes to the log.
+            # in the API's error shape, never aiohttp's HTML page; the traceback goes to the log.
             log.exception("unexpected error handling %s %s", request.method, path)
             failure = HttpError(500, "internal gateway error (see its log)", code="internal_error")
-            return error_response(failure)
+            return error_response(failure, path)
 
     def _lookup(self, method: str, path: str) -> Handler:
         if path in GENERATION and method == "POST":
@@ -151,8 +167,12 @@ class Gateway:
         for name, gate in self.admission.gates.items():  # read at scrape time, not per request
             self.metrics.in_flight.set((name,), gate.in_flight)
             self.metrics.queued.set((name,), gate.queued)
-        text = self.metrics.render(self._replica_health)
+        text = self.metrics.render(self._extra_lines)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    def _extra_lines(self) -> Iterable[str]:
+        yield from self._replica_health()
+        yield from key_lines(self.limiter.refused)
 
     def _replica_health(self) -> Iterable[str]:
         rows = [
@@ -170,6 +190,7 @@ class Gateway:
         labels = ("", "", who.name)
         status = 500
         ex: Exchange | None = None
+        lease = NO_LEASE
         try:
             payload = limits.parse_body(await read_body(request, self.settings.max_body_bytes))
             model = limits.requested_model(payload)
@@ -177,6 +198,7 @@ class Gateway:
             # must not grow the metrics without bound.
             route = self._route(model, who)
             labels = (route.served_name, model, who.name)
+            lease = self.limiter.admit(who.name, who.limits)
             ex = self._exchange(endpoint, route, payload, started)
             response = await self._admitted(request, ex)
             status = ex.status
@@ -189,7 +211,7 @@ class Gateway:
             raise
         finally:
             # After the answer is on its way: accounting is off the request's critical path.
-            asyncio.get_running_loop().call_soon(self._account, labels, status, ex, started)
+            asyncio.get_running_loop().call_soon(self._account, labels, status, ex, started, lease)
 
     def _route(self, model: str, who: Principal) -> Route:
         if not who.may_use(model):
@@ -221,19 +243,30 @@ class Gateway:
             ) from None
 
     def _exchange(
-        self, endpoint: Endpoint, route: Route, payload: dict[str, object], started: float
+        self, endpoint: Endpoint, route: Route, payload: dict[str, Any], started: float
     ) -> Exchange:
         policy = route.policy
         limits.check_caps(payload, policy.limits, policy.capabilities)
         limits.drop_engine_fields(payload, policy.limits.allowed_fields)
         stream = payload.get("stream") is True
         wants_usage = limits.wants_usage(payload)
-        body = limits.upstream_body(payload, route.served_name, stream=stream and endpoint.rewrite)
+        translation = self.front.prepare(endpoint.api, policy.engine, payload, route.requested)
+        path, rewrite = endpoint.path, endpoint.rewrite
+        if translation is not None:
+            payload, path, rewrite = translation.chat_request(), "/v1/chat/completions", True
+        remember = policy.capabilities.reasoning and (
+            translation is not None or endpoint.api == "chat"
+        )
+        if remember:
+            self.front.restore_reasoning(payload)
+        body = limits.upstream_body(payload, route.served_name, stream=stream and rewrite)
         timeouts = policy.timeouts or self.settings.timeouts
         return Exchange(
-            path=endpoint.path, route=route, body=body, stream=stream, wants_usage=wants_usage,
-            rewrite=endpoint.rewrite, started=started, timeouts=timeouts,
+            path=path, route=route, body=body, stream=stream, wants_usage=wants_usage,
+            rewrite=rewrite, started=started, timeouts=timeouts,
             deadline=asyncio.get_running_loop().time() + timeouts.total,
+            translation=translation, on_answer=self.front.remember if remember else None,
+            anthropic=endpoint.api == "messages",
         )  # fmt: skip
 
     async def _admitted(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
@@ -248,10 +281,16 @@ class Gateway:
             self.admission.leave(name)
 
     def _account(
-        self, labels: tuple[str, str, str], status: int, ex: Exchange | None, started: float
-    ) -> None:
+        self, labels: tuple[str, str, str], status: int, ex: Exchange | None, started: float,
+        lease: Lease = NO_LEASE,
+    ) -> None:  # fmt: skip
         m = self.metrics
         m.requests.inc((*labels, str(status)))
+        tokens = ex.tokens if ex is not None else None
+        used = tokens.prompt + tokens.completion if tokens is not None else 0
+        self.limiter.release(lease, used)
+        self.usage.add(labels[2], labels[0], status, tokens.prompt if tokens else 0,
+                       tokens.completion if tokens else 0)  # fmt: skip
         if ex is None or ex.replica is None:
             return
         end = self.clock()
@@ -296,8 +335,12 @@ def _too_large(limit: int) -> HttpError:
     )  # fmt: skip
 
 
-def error_response(exc: HttpError) -> web.Response:
-    return web.Response(status=exc.status, body=exc.body(), headers={**JSON_HEADERS, **exc.headers})
+def error_response(exc: HttpError, path: str = "") -> web.Response:
+    """The error in the OpenAI shape, or Anthropic's on /v1/messages."""
+    body = exc.body()
+    if path == "/v1/messages":
+        body = messages.error_from_openai(exc.status, body)
+    return web.Response(status=exc.status, body=body, headers={**JSON_HEADERS, **exc.headers})
 
 
 def json_response(obj: object, status: int = 200) -> web.Response:

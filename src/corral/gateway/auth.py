@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from corral.config import ApiKey
+from corral.config import ApiKey, KeyLimits
 from corral.gateway.errors import HttpError
+from corral.gateway.ratelimit import limited
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,19 @@ class KeyRecord:
     name: str
     sha256: str
     models: tuple[str, ...] = ()
+    limits: KeyLimits | None = None
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller. `scopes` empty means every model; `name` is "" when auth is off."""
+    """The caller. `scopes` empty means every model; `name` is "" when auth is off.
+
+    `limits` is None for a key without limits (ratelimit.limited), so the hot path tests
+    one attribute."""
 
     name: str
     scopes: frozenset[str] = frozenset()
+    limits: KeyLimits | None = None
 
     def may_use(self, *names: str) -> bool:
         return not self.scopes or any(n in self.scopes for n in names)
@@ -68,7 +74,7 @@ def config_records(keys: Sequence[ApiKey]) -> list[KeyRecord]:
             digest = entry.sha256.lower()
         else:
             continue
-        records.append(KeyRecord(entry.name, digest, tuple(entry.models)))
+        records.append(KeyRecord(entry.name, digest, tuple(entry.models), limited(entry.limits)))
     return records
 
 
@@ -132,7 +138,7 @@ class Authenticator:
         match = _find(hash_key(key), records)
         if match is None:
             raise HttpError(401, "the API key is not valid", code="invalid_api_key")
-        return Principal(match.name, frozenset(match.models))
+        return Principal(match.name, frozenset(match.models), match.limits)
 
 
 LOCKED = (

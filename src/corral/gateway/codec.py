@@ -24,3 +24,19 @@ def loads(data: bytes) -> Any:
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes."""
     return _encoder.encode(obj)
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: dict[str, Any] | None = None
+
+
+_usage_decoder = msgspec.json.Decoder(_UsageOnly)
+
+
+def usage_of(data: bytes) -> dict[str, Any] | None:
+    """Just the top-level `usage` of a JSON answer (the rest is skipped, not built): for
+    answers relayed as they are (embeddings, scores, passed-through Responses/Messages)."""
+    try:
+        return _usage_decoder.decode(data).usage
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -47,12 +47,15 @@ def error_dict(
     code: str | int | None = None,
     err_type: str | None = None,
 ) -> dict[str, Any]:
+    kind = err_type or error_type(status)
+    # OpenAI's schema wants a string `code` (vLLM sends the status as a number): the
+    # code as a string, else the type, so strict clients can always switch on it.
     return {
         "error": {
             "message": message,
-            "type": err_type or error_type(status),
-            "param": param,
-            "code": code,
+            "type": kind,
+            "param": param if param is None else str(param),
+            "code": kind if code is None else str(code),
             "source": source,
         }
     }

@@ -172,3 +172,12 @@ def replica_lines(rows: Iterable[tuple[str, str, bool, str]]) -> Iterable[str]:
     for deployment, replica, _routable, breaker in rows:
         labels = _label_text(("deployment", "replica"), (deployment, replica))
         yield f"corral_gateway_replica_breaker_open{labels} {0 if breaker == 'closed' else 1}"
+
+
+def key_lines(refused: dict[tuple[str, str], int]) -> Iterable[str]:
+    """Requests refused by a key's own limits: (key, limit name) → count."""
+    yield "# HELP corral_gateway_key_limited_total Requests refused by the key's own limits."
+    yield "# TYPE corral_gateway_key_limited_total counter"
+    for (key, limit), count in refused.items():
+        labels = _label_text(("key", "limit"), (key, limit))
+        yield f"corral_gateway_key_limited_total{labels} {count}"

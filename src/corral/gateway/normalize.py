@@ -66,8 +66,9 @@ def read_usage(obj: dict[str, Any], tokens: Tokens) -> None:
     if not isinstance(usage, dict):
         return
     tokens.seen = True
-    tokens.prompt = _int(usage.get("prompt_tokens"))
-    tokens.completion = _int(usage.get("completion_tokens"))
+    # OpenAI's names, else the Responses/Anthropic ones (passed-through answers)
+    tokens.prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+    tokens.completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict):
         tokens.reasoning = _int(details.get("reasoning_tokens"))

@@ -19,18 +19,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from corral.config import Timeouts
 from corral.fleet import Replica
-from corral.gateway import codec
+from corral.gateway import codec, strict
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError, engine_error_body
 from corral.gateway.normalize import Tokens, normalize, read_usage
 from corral.gateway.routing import Route
-from corral.gateway.sse import DONE, SseRelay, error_event
+from corral.gateway.sse import SseRelay
+from corral.gateway.translate import messages
+from corral.gateway.translate.relay import TranslatingRelay
+
+if TYPE_CHECKING:
+    from corral.gateway.apis import Translation
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -91,6 +97,13 @@ class Exchange:
     tokens: Tokens = field(default_factory=Tokens)
     reasoning_chunks: int = 0
     retried: bool = False
+    translation: Translation | None = None  # Responses/Messages served through chat
+    on_answer: Callable[[dict[str, Any]], None] | None = None  # sees the chat answer
+    anthropic: bool = False  # errors in Anthropic's shape
+
+    def error_body(self, status: int, raw: bytes) -> bytes:
+        body = engine_error_body(status, raw)
+        return messages.error_from_openai(status, body) if self.anthropic else body
 
 
 @dataclass
@@ -146,6 +159,31 @@ class Upstream:
 
     # -- open ------------------------------------------------------------------------
     async def _open_with_failover(self, ex: Exchange) -> Opened:
+        """Open, failing over once; a HarmonyError answer is retried once more (gpt-oss).
+
+        gpt-oss sometimes samples tokens vLLM's harmony parser rejects (`HarmonyError:
+        unexpected tokens remaining in message header`); the same request usually succeeds
+        when sampled again. A second HarmonyError is reported as such (502, harmony_error).
+        """
+        try:
+            return await self._open_any(ex)
+        except HttpError as exc:
+            if not _is_harmony(exc):
+                raise
+        ex.retried = True
+        try:
+            return await self._open_any(ex)
+        except HttpError as exc:
+            if not _is_harmony(exc):
+                raise
+            raise HttpError(
+                502,
+                "the engine failed twice to parse the model's output (HarmonyError, a "
+                "gpt-oss harmony-format sampling fault); the request was retried once",
+                code="harmony_error",
+            ) from None
+
+    async def _open_any(self, ex: Exchange) -> Opened:
         tried: list[str] = []
         failure: HttpError | None = None
         for _ in range(2):
@@ -173,12 +211,12 @@ class Upstream:
         verdict = ""
         try:
             response = await self._post(replica, ex)
-            if response.status < 500:  # a 4xx is the client's fault, not the replica's
-                verdict = "ok"
+            if response.status < 400 or (response.status < 500 and not await _harmony(response)):
+                verdict = "ok"  # a 4xx is the client's fault, not the replica's
                 self.balancer.succeeded(replica.id)
                 return Opened(replica, response), None
             verdict = "failed"
-            body = engine_error_body(response.status, await self._read_error(response))
+            body = ex.error_body(response.status, await self._read_error(response))
             return None, HttpError(response.status, "engine error", source="engine", payload=body)
         except RETRYABLE as exc:
             verdict = "failed"
@@ -260,13 +298,44 @@ class Upstream:
         ex.first_at = self.clock()
         ex.status = upstream.status
         if upstream.status >= 400:
-            body = engine_error_body(upstream.status, raw)
+            body = ex.error_body(upstream.status, raw)
             return web.Response(status=upstream.status, body=body, headers=JSON_HEADERS)
         content_type = upstream.headers.get("Content-Type", "application/json")
+        if ex.translation is not None:
+            return web.Response(status=200, body=self._translate_whole(ex, raw),
+                                headers=JSON_HEADERS)  # fmt: skip
         if ex.rewrite and content_type.startswith("application/json"):
             raw = self._rewrite_whole(ex, raw)
+        else:
+            read_usage({"usage": codec.usage_of(raw)}, ex.tokens)
+            if ex.route.served_name != ex.route.requested:
+                raw = swap_model(raw, ex.route.served_name, ex.route.requested)
         headers = {"Content-Type": content_type}
         return web.Response(status=upstream.status, body=raw, headers=headers)
+
+    def _translate_whole(self, ex: Exchange, raw: bytes) -> bytes:
+        """A whole chat answer as the client's API's answer."""
+        assert ex.translation is not None
+        try:
+            obj = codec.loads(raw)
+        except ValueError:
+            raise HttpError(
+                502, "the engine's answer is not JSON", code="engine_bad_answer"
+            ) from None
+        if not isinstance(obj, dict):
+            raise HttpError(502, "the engine's answer is not an object", code="engine_bad_answer")
+        read_usage(obj, ex.tokens)
+        normalize(obj, ex.route.requested)
+        self._seen(ex, obj)
+        return codec.dumps(ex.translation.from_chat(obj))
+
+    def _seen(self, ex: Exchange, answer: dict[str, Any]) -> None:
+        if ex.on_answer is None:
+            return
+        choices = answer.get("choices") or [{}]
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        if isinstance(message, dict):
+            ex.on_answer(message)
 
     def _rewrite_whole(self, ex: Exchange, raw: bytes) -> bytes:
         try:
@@ -276,7 +345,9 @@ class Upstream:
         if not isinstance(obj, dict):
             return raw
         read_usage(obj, ex.tokens)
-        if normalize(obj, ex.route.requested):
+        self._seen(ex, obj)
+        fixed = strict.conform(obj)
+        if normalize(obj, ex.route.requested) or fixed:
             return codec.dumps(obj)
         return raw  # nothing changed: skip re-encoding
 
@@ -286,22 +357,30 @@ class Upstream:
         response = web.StreamResponse(status=200, headers=SSE_HEADERS)
         await response.prepare(request)
         ex.status = 200
-        relay = SseRelay(
-            ex.route.requested,
-            wants_usage=ex.wants_usage,
-            rewrite=ex.rewrite,
-            served=ex.route.served_name,
-        )
+        relay = self._relay(ex)
         tail = await self._pump(ex, upstream, relay, response)
         if tail:
             await _send(response, tail)
         await _send(response, b"", eof=True)
         ex.tokens = relay.tokens
         ex.reasoning_chunks = relay.reasoning_chunks
+        if ex.on_answer is not None and relay.answer is not None:
+            ex.on_answer(relay.answer.message())
         return response
 
+    def _relay(self, ex: Exchange) -> SseRelay | TranslatingRelay:
+        if ex.translation is not None:
+            return TranslatingRelay(ex.translation.writer())
+        return SseRelay(
+            ex.route.requested,
+            wants_usage=ex.wants_usage,
+            rewrite=ex.rewrite,
+            served=ex.route.served_name,
+            observe=ex.on_answer is not None,
+        )
+
     async def _pump(
-        self, ex: Exchange, upstream: aiohttp.ClientResponse, relay: SseRelay,
+        self, ex: Exchange, upstream: aiohttp.ClientResponse, relay: SseRelay | TranslatingRelay,
         response: web.StreamResponse,
     ) -> bytes:  # fmt: skip
         """Copy engine events to the client until the end; returns what still must be sent."""
@@ -333,10 +412,34 @@ class Upstream:
             why = f"the engine closed the stream mid-answer ({exc.__class__.__name__})"
             return self._cut(ex, relay, 502, why, "engine_disconnected")
 
-    def _cut(self, ex: Exchange, relay: SseRelay, status: int, why: str, code: str) -> bytes:
-        """The end of a stream the engine broke: an error event and [DONE] (once)."""
+    def _cut(
+        self, ex: Exchange, relay: SseRelay | TranslatingRelay, status: int, why: str, code: str
+    ) -> bytes:
+        """The end of a stream the engine broke: the API's error event (once), then close."""
         ex.status = status
-        if relay.done:
-            return b""
-        relay.done = True
-        return error_event(status, why, code) + DONE
+        return relay.cut(status, why, code)
+
+
+HARMONY_MARKERS = (b"HarmonyError", b"openai_harmony")
+
+
+async def _harmony(response: aiohttp.ClientResponse) -> bool:
+    """Whether a 4xx answer is a HarmonyError (vLLM answers some with 400). Reads the body,
+    which aiohttp keeps, so the answer can still be relayed."""
+    try:
+        async with asyncio.timeout(5.0):
+            raw = await response.read()
+    except (TimeoutError, *RETRYABLE):
+        return False
+    return any(marker in raw for marker in HARMONY_MARKERS)
+
+
+def _is_harmony(exc: HttpError) -> bool:
+    body = exc.payload or b""
+    return exc.source == "engine" and any(marker in body for marker in HARMONY_MARKERS)
+
+
+def swap_model(raw: bytes, served: str, requested: str) -> bytes:
+    """The requested name for the served one in a passed-through answer (a byte replace:
+    `"model":"<name>"` only occurs as a key, quotes inside strings are escaped)."""
+    return raw.replace(b'"model":' + codec.dumps(served), b'"model":' + codec.dumps(requested))

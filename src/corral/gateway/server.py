@@ -28,6 +28,7 @@ from corral.errors import ConfigError, PortInUseError
 from corral.fleet import FleetView
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
+from corral.gateway.usage import UsageRecorder, UsageSink
 
 log = logging.getLogger("corral.gateway")
 
@@ -72,6 +73,7 @@ class GatewayServer:
         session: aiohttp.ClientSession | None = None,
         host: str | None = None,
         port: int | None = None,
+        usage: UsageSink | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -83,6 +85,8 @@ class GatewayServer:
         self._session = session
         self._owns_session = session is None
         self._runner: web.ServerRunner | None = None
+        # Per-key usage goes to `usage` (the ledger's key_usage table) in batches.
+        self.usage = UsageRecorder(usage, every=settings.usage_flush_seconds)
         self.gateway: Gateway | None = None
 
     @property
@@ -98,7 +102,7 @@ class GatewayServer:
         exposed = not is_loopback(self.host) and not self.settings.insecure_no_auth
         gateway = Gateway(
             self.fleet, self.settings, session=session, roles=self.roles,
-            key_store=self.key_store, clock=self.clock, auth_required=exposed,
+            key_store=self.key_store, clock=self.clock, auth_required=exposed, usage=self.usage,
         )  # fmt: skip
         server = web.Server(gateway.handle, handler_cancellation=True)
         runner = web.ServerRunner(server, handle_signals=False, access_log=None)
@@ -111,6 +115,7 @@ class GatewayServer:
             raise _bind_error(exc, self.host, self.port) from exc
         self.port = _bound_port(runner, self.port)
         self._runner, self.gateway = runner, gateway
+        await self.usage.start()
         log.info("gateway listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -118,6 +123,7 @@ class GatewayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.usage.stop()
         await self._close_session()
 
     async def _close_session(self) -> None:

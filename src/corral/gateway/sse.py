@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.gateway import codec
+from corral.gateway import codec, strict
 from corral.gateway.errors import error_dict
 from corral.gateway.normalize import (
     Tokens,
@@ -20,6 +20,7 @@ from corral.gateway.normalize import (
     normalize,
     read_usage,
 )
+from corral.gateway.translate.chat import ChatAccumulator
 
 DONE = b"data: [DONE]\n\n"
 
@@ -37,7 +38,13 @@ class SseRelay:
     """Normalizes an OpenAI chat/completions stream chunk by chunk and counts tokens."""
 
     def __init__(
-        self, requested: str, *, wants_usage: bool, rewrite: bool = True, served: str | None = None
+        self,
+        requested: str,
+        *,
+        wants_usage: bool,
+        rewrite: bool = True,
+        served: str | None = None,
+        observe: bool = False,
     ) -> None:
         self.requested = requested
         # Fast path: most chunks need only the model name swapped (or nothing at all), which
@@ -52,12 +59,14 @@ class SseRelay:
         self.done = False
         self.events = 0
         self._buffer = b""
+        # observe: fold the chunks back into the answer (reasoning memory, gpt-oss), which
+        # means decoding chunks with tool calls too.
+        self.answer: ChatAccumulator | None = ChatAccumulator() if observe else None
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to send on for `data` (complete events only; a partial one waits)."""
         if not self.rewrite:
-            self.events += data.count(b"\n\n")
-            return data
+            return self._passed(data)
         buffer = self._buffer + data if self._buffer else data
         out: list[bytes] = []
         start = 0
@@ -72,9 +81,23 @@ class SseRelay:
         self._buffer = buffer[start:] if not self.done else b""
         return b"".join(out)
 
+    def _passed(self, data: bytes) -> bytes:
+        """A pass-through stream (Responses, Messages): only the model name is swapped,
+        on whole events, so the client sees the name it asked for either way."""
+        self.events += data.count(b"\n\n")
+        if not self._model_from or self._model_from == self._model_to:
+            return data
+        buffer = self._buffer + data
+        cut = buffer.rfind(b"\n\n") + 2
+        self._buffer = buffer[cut:]
+        return buffer[:cut].replace(self._model_from, self._model_to)
+
     def finish(self) -> bytes:
         """What to send after the engine's last byte: any unterminated event, then [DONE]."""
         tail = b""
+        if not self.rewrite:
+            tail, self._buffer = self._buffer, b""
+            return tail.replace(self._model_from, self._model_to) if self._model_from else tail
         if self._buffer.strip() and not self.done:
             tail = self._event(self._buffer.strip())
         self._buffer = b""
@@ -106,6 +129,8 @@ class SseRelay:
         """The event without decoding it, when nothing but the model name needs changing."""
         if b'"usage"' in payload or b'"reasoning' in payload or b'"error"' in payload:
             return None
+        if self.answer is not None and b'"tool_calls"' in payload:
+            return None
         if self._model_from and self._model_from != self._model_to:
             if self._model_from not in payload:
                 return None
@@ -123,5 +148,15 @@ class SseRelay:
             obj["error"].setdefault("source", "engine")
         elif has_reasoning_delta(obj):
             self.reasoning_chunks += 1
+        if self.answer is not None:
+            self.answer.feed(obj)
+        strict.conform(obj)
         normalize(obj, self.requested)
         return sse_event(obj)
+
+    def cut(self, status: int, message: str, code: str) -> bytes:
+        """The end of a stream the engine broke: an error event and [DONE], once."""
+        if self.done:
+            return b""
+        self.done = True
+        return error_event(status, message, code) + DONE
