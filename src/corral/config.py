@@ -170,6 +170,10 @@ class GatewaySettings(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     breaker_failures: int = Field(default=3, ge=1, description="failures in a row to open")
     breaker_cooldown: float = Field(default=10.0, gt=0, description="seconds before a probe")
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="names of API keys that may act (stop, deploy, ...) from the web console",
+    )
 
 
 class StoreRoot(Strict):

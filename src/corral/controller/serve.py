@@ -29,6 +29,7 @@ from corral.engines import engine_for
 from corral.errors import PortInUseError
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
+from corral.gateway.ui import ConsoleSources, ControllerActions
 from corral.ledger.db import Ledger, open_ledger
 from corral.paths import ledger_path, runs_dir
 from corral.runtime.ports import port_in_use
@@ -113,7 +114,10 @@ async def serve(
 
 
 def _gateway(controller: Controller, config: CorralConfig, ledger: Ledger) -> GatewayServer:
-    return GatewayServer(controller, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    console = ConsoleSources(ledger, ControllerActions(controller))
+    return GatewayServer(
+        controller, config.gateway, roles=config.roles, key_store=KeyStore(ledger), console=console
+    )
 
 
 async def until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

@@ -28,6 +28,7 @@ from corral.gateway import limits
 from corral.gateway.admission import Admission
 from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
+from corral.gateway.engine_metrics import EngineScraper, GpuSampler, gpu_lines
 from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
@@ -74,6 +75,8 @@ class Gateway:
         key_store: KeySource | None = None,
         clock: Callable[[], float] = time.monotonic,
         auth_required: bool = False,
+        engines: EngineScraper | None = None,
+        gpus: GpuSampler | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -88,6 +91,10 @@ class Gateway:
         self.auth = Authenticator(settings.api_keys, key_store, clock=clock, required=auth_required)
         self.metrics = GatewayMetrics()
         self.upstream = Upstream(session, self.balancer, clock)
+        self.engines = engines
+        self.gpus = gpus
+        # The web console (gateway/ui/) plugs in here; it does its own cookie auth.
+        self.console: Handler | None = None
 
     # -- dispatch --------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -119,11 +126,15 @@ class Gateway:
                 return self.models
             if path.startswith("/v1/models/"):
                 return self.model
+        if self.console is not None and (path == "/ui" or path.startswith("/ui/")):
+            return self.console
         raise HttpError(404, f"no route {method} {path}", code="unknown_route")
 
     def _authenticate(self, request: web.BaseRequest, path: str) -> Principal:
         if path == "/health" or (path == "/metrics" and self.metrics_public):
             return Principal("")
+        if path == "/ui" or path.startswith("/ui/"):
+            return Principal("")  # the console checks its session cookie itself
         return self.auth.authenticate(request.headers)
 
     # -- small routes ----------------------------------------------------------------
@@ -154,7 +165,8 @@ class Gateway:
         for name, gate in self.admission.gates.items():  # read at scrape time, not per request
             self.metrics.in_flight.set((name,), gate.in_flight)
             self.metrics.queued.set((name,), gate.queued)
-        text = self.metrics.render(self._replica_health)
+        extra = [*self._replica_health(), *await self._engine_and_host()]
+        text = self.metrics.render(lambda: extra)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     def _replica_health(self) -> Iterable[str]:
@@ -163,6 +175,12 @@ class Gateway:
             for r in self.fleet.replicas()
         ]
         return replica_lines(rows)
+
+    async def _engine_and_host(self) -> list[str]:
+        lines = [] if self.engines is None else await self.engines.collect(self.fleet.replicas())
+        if self.gpus is not None:
+            lines.extend(gpu_lines(self.gpus.samples()))
+        return lines
 
     # -- generation ------------------------------------------------------------------
     async def generate(
