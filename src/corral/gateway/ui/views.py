@@ -90,9 +90,29 @@ def deployment_view(ledger: Ledger | None, name: str) -> dict[str, Any]:
         "name": name,
         "current": book.current.id,
         "runs": list(reversed(history)),
-        "verify": book.verify,
+        "verify": book.verify or _gate_results(ledger, book),
         "bench": [_bench(b) for b in book.bench],
     }
+
+
+def _gate_results(ledger: Ledger | None, book: Logbook) -> list[dict[str, Any]]:
+    """The newest suite run against the deployment since its current run started: the
+    controller's gate records its results without the run id."""
+    if ledger is None:
+        return []
+    row = ledger.conn.execute(
+        "SELECT v.id FROM verify_runs v JOIN deployments d ON d.id = v.deployment_id "
+        "WHERE d.name = ? AND v.started_at >= ? ORDER BY v.id DESC LIMIT 1",
+        (book.deployment, book.current.row["started_at"]),
+    ).fetchone()
+    if row is None:
+        return []
+    results = ledger.conn.execute(
+        "SELECT name, status, seconds, detail FROM verify_results WHERE verify_run_id = ? "
+        "ORDER BY id",
+        (row["id"],),
+    ).fetchall()
+    return [dict(r) for r in results]
 
 
 def _logbook(ledger: Ledger | None, name: str) -> Logbook:
