@@ -22,6 +22,11 @@ import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
 from pydantic import SecretStr
 
+from corral.bench.client import Endpoint
+from corral.bench.load import Runner
+from corral.bench.prompts import ServerTokenizer
+from corral.bench.results import Target, save_to_ledger
+from corral.bench.serve import ServeSettings, run_serve
 from corral.config import ApiKey, Capabilities, CorralConfig, Deployment, GatewaySettings, VerifyGate
 from corral.controller.deployment import RunnerDeps
 from corral.controller.fleet import Controller
@@ -90,9 +95,15 @@ def console(
     async def build() -> tuple[GatewayServer, Cleanup]:
         ledger = open_ledger(ledger_path)  # on the gateway's thread, as SQLite wants
         http = httpx.AsyncClient()
-        controller = toy_controller(folder, ledger, http, ledger_path)
+        # Two runs of `toy` with different flags (the history shows the diff), then a
+        # benchmark of the second through corral's own bench code.
+        first = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS[:2])
+        await first.start_all()
+        await first.stop_all()
+        controller = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS)
         made["controller"] = controller
         await controller.start_all()
+        await bench_toy(ledger, http, controller)
         fleet = Fleets([StaticFleet([vllm_replica(vllm_engine), COLD]), controller])
         server = GatewayServer(
             fleet, settings(), port=0,
@@ -112,12 +123,15 @@ def console(
         yield Console(live, ledger_path, made["controller"], vllm_engine)
 
 
+TOY_ARGS = ["--tokens", "12", "--itl", "0.01"]
+
+
 def toy_controller(
-    folder: Path, ledger: Ledger, http: httpx.AsyncClient, ledger_path: Path
+    folder: Path, ledger: Ledger, http: httpx.AsyncClient, ledger_path: Path, args: list[str]
 ) -> Controller:
     toy = Deployment(
-        name="toy", model="scripted/toy", aliases=["sketch"],
-        args=["--tokens", "12", "--itl", "0.01"], verify=VerifyGate(gate=True),
+        name="toy", model="scripted/toy", aliases=["sketch"], args=args,
+        verify=VerifyGate(gate=True),
     )  # fmt: skip
 
     def deps_for(_: Deployment) -> RunnerDeps:
@@ -127,6 +141,16 @@ def toy_controller(
         )  # fmt: skip
 
     return Controller(CorralConfig(deployments=[toy]), deps_for)
+
+
+async def bench_toy(ledger: Ledger, http: httpx.AsyncClient, controller: Controller) -> None:
+    runner = controller.runners[0]
+    endpoint = Endpoint(runner.base_url, "toy")
+    settings = ServeSettings(concurrency=[1, 2, 4], num_requests=8, input_len=32, output_len=12)
+    result = await run_serve(
+        endpoint, settings, ServerTokenizer(http, runner.base_url, "toy"), runner=Runner(endpoint)
+    )
+    save_to_ledger(ledger, Target(runner.base_url, "toy", runner.run_id), "toy", result)
 
 
 @dataclass

@@ -16,14 +16,14 @@ function Verify({ rows }) {
   return html`<table class="grid-table verify"><thead><tr><th>check</th><th>result</th><th>time</th><th>detail</th></tr></thead>
     <tbody>${rows.map((r) => html`<tr><td>${r.name}</td>
       <td><${Badge} kind=${{ pass: "ok", fail: "bad", skip: "idle" }[r.status]}>${r.status}<//></td>
-      <td>${seconds(r.seconds, 2)}</td><td class="small">${r.detail}</td></tr>`)}</tbody></table>`;
+      <td class="nowrap">${seconds(r.seconds, 2)}</td><td class="small">${r.detail}</td></tr>`)}</tbody></table>`;
 }
 
 const PLOT_Y = ["output_tok_s", "seed_tok_s", "decode_tok_s", "req_s"];
 
 function Bench({ bench }) {
   const columns = [...new Set(bench.rows.flatMap((r) => Object.keys(r)))];
-  const x = columns[0];
+  const x = bench.x || columns[0];
   const ys = PLOT_Y.filter((c) => columns.includes(c));
   const numericX = bench.rows.every((r) => typeof r[x] === "number");
   return html`<div class="bench">
@@ -63,8 +63,7 @@ export function Deployment({ name }) {
   const current = data.runs.find((r) => r.id === data.current) || data.runs[0];
   return html`<div>
     <h1>${name} <${Badge} kind=${stateKind(current.state)}>${current.state}<//></h1>
-    <p class="muted">Run ${current.id}, started ${when(current.started_at)} ·
-      <${Link} href=${`/ui/logbook/${encodeURIComponent(name)}`}>logbook<//></p>
+    <p class="muted">Run ${current.id}, started ${when(current.started_at)} · <${Link} href=${`/ui/logbook/${encodeURIComponent(name)}`}>logbook<//></p>
     <div class="two">
       <section class="card"><h2>Startup</h2><${Timeline} phases=${current.phases} readyAt=${current.ready_at}/></section>
       <section class="card"><h2>Facts</h2><${Facts} facts=${current.facts}/></section>

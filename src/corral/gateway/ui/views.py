@@ -162,16 +162,34 @@ def _run(run: RunRecord, previous: RunRecord | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
+BENCH_X = ("level", "words")  # what a benchmark's rows vary: serve levels, story lengths
+BENCH_HIDDEN = frozenset({"label", "kind", "warmup", "loop_lag", "error", "duration",
+                          "reasoning_tokens", "prompt_tokens", "early_stops", "good_fraction",
+                          "steady_output_tok_s"})  # fmt: skip
+BENCH_SPREADS = ("ttft", "tpot", "e2e")  # shown as their p50 and p99
+
+
 def _bench(bench: dict[str, Any]) -> dict[str, Any]:
     """A benchmark as a table: `rows` (story) or `levels` (serve), whichever it has."""
-    rows = bench.get("rows") or bench.get("levels") or bench.get("results") or []
+    rows = bench.get("rows") or bench.get("levels") or []
     table = [_flat(r) for r in rows if isinstance(r, dict)]
-    return {"id": bench["id"], "kind": bench["kind"], "at": bench["at"], "rows": table}
+    x = next((name for name in BENCH_X if table and name in table[0]), None)
+    return {"id": bench["id"], "kind": bench["kind"], "at": bench["at"], "x": x, "rows": table}
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    """Scalars only (numbers and short text): nested detail stays in the ledger."""
-    return {k: v for k, v in row.items() if isinstance(v, int | float | str) or v is None}
+    """Scalars only, the varied figure first; nested detail stays in the ledger."""
+    kept = {k: v for k, v in row.items() if k not in BENCH_HIDDEN and _scalar(v)}
+    for name in BENCH_SPREADS:
+        spread = row.get(name)
+        if isinstance(spread, dict):
+            kept.update({f"{name}_{q}": spread.get(q) for q in ("p50", "p99")})
+    first = {k: kept.pop(k) for k in BENCH_X if k in kept}
+    return {**first, **kept}
+
+
+def _scalar(value: object) -> bool:
+    return value is None or isinstance(value, int | float | str)
 
 
 # -- live -----------------------------------------------------------------------------------
