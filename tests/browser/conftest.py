@@ -27,7 +27,14 @@ from corral.bench.load import Runner
 from corral.bench.prompts import ServerTokenizer
 from corral.bench.results import Target, save_to_ledger
 from corral.bench.serve import ServeSettings, run_serve
-from corral.config import ApiKey, Capabilities, CorralConfig, Deployment, GatewaySettings, VerifyGate
+from corral.config import (
+    ApiKey,
+    Capabilities,
+    CorralConfig,
+    Deployment,
+    GatewaySettings,
+    VerifyGate,
+)
 from corral.controller.deployment import RunnerDeps
 from corral.controller.fleet import Controller
 from corral.controller.view import Replica, StaticFleet
@@ -85,9 +92,7 @@ COLD = Replica(id="cold-0", served_name="cold", base_url="http://127.0.0.1:9", s
 
 
 @pytest.fixture(scope="module")
-def console(
-    vllm_engine: LiveEngine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Console]:
+def console(vllm_engine: LiveEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     folder = tmp_path_factory.mktemp("console")
     ledger_path = folder / "ledger.sqlite3"
     made: dict[str, Controller] = {}

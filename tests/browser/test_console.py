@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from corral.ledger import runs
 from corral.ledger.db import open_ledger
@@ -36,7 +36,8 @@ def test_without_a_session_only_the_login_page_is_served(console: Console, page:
         page.page.goto(console.url + path)
         expect(page.page.locator("form.login input[name=key]")).to_be_visible()
         body = page.page.content()
-        assert "toy" not in body and "smollm2" not in body  # no fleet data at all
+        assert "toy" not in body
+        assert "smollm2" not in body
     for path in ("/ui/api/fleet", "/ui/api/live", "/ui/api/deployments/toy", "/ui/api/report/toy"):
         answer = httpx.get(console.url + path)
         assert answer.status_code == 401, path
@@ -63,9 +64,12 @@ def test_login_sets_a_strict_httponly_cookie_and_no_key_in_the_url(
     log_in(page.page, console.url)
     (cookie,) = page.page.context.cookies()
     assert cookie["name"] == "corral_session"
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/ui"
     assert ADMIN_KEY not in cookie["value"]
-    assert ADMIN_KEY not in page.page.url and "key" not in page.page.url
+    assert ADMIN_KEY not in page.page.url
+    assert "key" not in page.page.url
     assert page.clean() == []
 
 
@@ -89,7 +93,8 @@ def test_deployment_page_shows_the_phases_the_ledger_holds(
     console: Console, page: Watched, screenshots: Path
 ) -> None:
     phases = ledger_phases(console, "toy")
-    assert phases[0] == "launch" and "verify" in phases  # the gate ran as a phase
+    assert phases[0] == "launch"
+    assert "verify" in phases
     log_in(page.page, console.url)
     page.page.click("a:text-is('toy')")
     shown = page.page.locator("ol.phases .phase-name")
@@ -168,9 +173,7 @@ def test_live_page_shows_request_rate_ttft_and_tokens(
     assert page.clean() == []
 
 
-def test_logbook_renders_corral_report(
-    console: Console, page: Watched, screenshots: Path
-) -> None:
+def test_logbook_renders_corral_report(console: Console, page: Watched, screenshots: Path) -> None:
     log_in(page.page, console.url)
     page.page.click("nav a:text-is('Logbook')")
     page.page.click("a.chip:text-is('toy')")
@@ -203,7 +206,8 @@ def test_stop_from_the_console_is_reflected_in_v1_models(console: Console, page:
     page.page.click("tr[data-deployment='toy'] button[data-action=stop]")
     expect(page.page.locator("tr[data-deployment='toy']")).to_contain_text("stopped")
     card = console.models()["toy"]
-    assert json.dumps(card["corral"]) and card["corral"]["routable"] is False  # type: ignore[index]
+    assert json.dumps(card["corral"])
+    assert card["corral"]["routable"] is False
     with open_ledger(console.ledger_path) as ledger:
         assert runs.latest_runs(ledger)[0]["state"] == "stopped"
     assert page.clean() == []

@@ -61,7 +61,8 @@ async def test_login_gives_a_strict_httponly_cookie_and_the_key_never_in_a_url(
 ) -> None:
     async with httpx.AsyncClient(base_url=gateway[0]) as client:
         answer = await login(client, ADMIN)
-        assert answer.status_code == 303 and answer.headers["location"] == "/ui"
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/ui"
         cookie = answer.headers["set-cookie"]
         assert re.match(r"corral_session=[\w-]{40,};", cookie)
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/ui"):
@@ -76,10 +77,12 @@ async def test_without_a_session_no_data_and_a_wrong_key_gets_the_login_page_aga
 ) -> None:
     async with httpx.AsyncClient(base_url=gateway[0]) as client:
         page = await client.get("/ui/deployments/scripted")
-        assert 'name="key"' in page.text and "scripted" not in page.text
+        assert 'name="key"' in page.text
+        assert "scripted" not in page.text
         assert (await client.get("/ui/api/fleet")).status_code == 401
         refused = await login(client, "sk-nope")
-        assert refused.status_code == 401 and "not valid" in refused.text
+        assert refused.status_code == 401
+        assert "not valid" in refused.text
         assert "set-cookie" not in refused.headers
         # The gateway's own routes keep their header auth: a cookie is no key for /v1.
         await login(client, ADMIN)
@@ -107,12 +110,15 @@ async def test_console_posts_need_the_console_header_and_actions_need_an_admin(
     async with httpx.AsyncClient(base_url=gateway[0]) as client:
         await login(client, VIEWER)
         forged = await client.post("/ui/api/chat", json=chat)
-        assert forged.status_code == 403 and forged.json()["error"]["code"] == "csrf"
+        assert forged.status_code == 403
+        assert forged.json()["error"]["code"] == "csrf"
         header = {"X-Corral-Console": "1"}
         answered = await client.post("/ui/api/chat", json=chat, headers=header)
-        assert answered.status_code == 200 and answered.json()["choices"][0]["message"]
+        assert answered.status_code == 200
+        assert answered.json()["choices"][0]["message"]
         denied = await client.post("/ui/api/actions/stop/scripted", headers=header)
-        assert denied.status_code == 403 and denied.json()["error"]["code"] == "not_admin"
+        assert denied.status_code == 403
+        assert denied.json()["error"]["code"] == "not_admin"
         await login(client, ADMIN)
         unsupported = await client.post("/ui/api/actions/stop/scripted", headers=header)
         assert unsupported.status_code == 400  # a StaticFleet has no control plane

@@ -55,7 +55,9 @@ def samples(text: str, prefix: str) -> list[str]:
 def test_relabel_puts_ours_first_and_renames_a_clashing_engine_label() -> None:
     ours = 'deployment="d",replica="r",host="h"'
     assert relabel(None, ours) == "{" + ours + "}"
-    assert relabel('{model_name="m"}', ours) == '{deployment="d",replica="r",host="h",model_name="m"}'
+    assert (
+        relabel('{model_name="m"}', ours) == '{deployment="d",replica="r",host="h",model_name="m"}'
+    )
     assert relabel('{host="gpu1",a="x"}', ours).endswith(',exported_host="gpu1",a="x"}')
 
 
@@ -82,7 +84,9 @@ def test_gpu_gauges_leave_out_what_nvml_cannot_say() -> None:
     gb10 = GpuSample(1, "NVIDIA GB10", None, None, 12.0)  # memory NOT_SUPPORTED
     lines = list(gpu_lines([h200, gb10], host="spark"))
     used = samples("\n".join(lines), "corral_host_gpu_memory_used_bytes")
-    assert used == ['corral_host_gpu_memory_used_bytes{host="spark",gpu="0",name="NVIDIA H200"} 2147483648']
+    assert used == [
+        'corral_host_gpu_memory_used_bytes{host="spark",gpu="0",name="NVIDIA H200"} 2147483648'
+    ]
     busy = samples("\n".join(lines), "corral_host_gpu_utilization_ratio")
     assert [b.rsplit(" ", 1)[1] for b in busy] == ["0.37", "0.12"]
     assert list(gpu_lines([])) == []
@@ -139,7 +143,8 @@ async def test_an_engine_that_dies_loses_its_series_and_reports_scrape_up_0(
     await asyncio.sleep(2.1)  # past the cache's max_age
     text = await scrape(url)
     running = samples(text, "vllm:num_requests_running")
-    assert len(running) == 1 and 'replica="b"' in running[0]
+    assert len(running) == 1
+    assert 'replica="b"' in running[0]
     assert 'corral_engine_scrape_up{deployment="scripted",replica="a",host="local"} 0' in text
     assert "corral_gateway_replica_up" in text  # the rest of /metrics is all there
 
@@ -177,7 +182,8 @@ async def test_scrapes_within_max_age_share_one_engine_fetch() -> None:
         scraper = EngineScraper(session, max_age=2.0, clock=lambda: now[0])
         target = [replica(url, rid="one")]
         first = await asyncio.gather(*(scraper.collect(target) for _ in range(5)))
-        assert hits == 1 and all(lines == first[0] for lines in first)
+        assert hits == 1
+        assert all(lines == first[0] for lines in first)
         now[0] = 1.0
         await scraper.collect(target)
         assert hits == 1
@@ -193,10 +199,10 @@ async def test_stopped_replicas_are_not_scraped(
     stopped = Replica(id="old", served_name="scripted", base_url=a.base_url, state="stopped")
     text = await scrape(await gateway_for([stopped]))
     assert "vllm:" not in text
-    assert "replica=\"old\"" not in "\n".join(samples(text, "corral_engine_scrape_up"))
+    assert 'replica="old"' not in "\n".join(samples(text, "corral_engine_scrape_up"))
 
 
-class serving:  # noqa: N801  (used as `async with serving(handler) as url`)
+class serving:
     """A one-route aiohttp server for /metrics on a free loopback port."""
 
     def __init__(self, handler: Callable[[web.Request], asyncio.Future[web.Response]]) -> None:

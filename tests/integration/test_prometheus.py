@@ -87,7 +87,9 @@ def start_prometheus(config: Path, folder: Path) -> tuple[subprocess.Popen[bytes
             pass
         time.sleep(0.2)
     proc.kill()
-    raise AssertionError("Prometheus did not get ready:\n" + (folder / "prometheus.log").read_text())
+    raise AssertionError(
+        "Prometheus did not get ready:\n" + (folder / "prometheus.log").read_text()
+    )
 
 
 def fleet(engine: LiveEngine, thinker: RunningEngine) -> StaticFleet:
@@ -186,7 +188,9 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         checked += 1
     assert checked >= len(panel_queries()) - (0 if gpu else 2)
     kv = stack.query(f'vllm:kv_cache_usage_perc{{deployment="{vllm_engine.served_name}"}}')
-    assert kv and kv[0]["metric"]["replica"] == "vllm-0" and kv[0]["metric"]["host"] == "local"
+    assert kv
+    assert kv[0]["metric"]["replica"] == "vllm-0"
+    assert kv[0]["metric"]["host"] == "local"
 
 
 def test_alert_rules_load_and_a_dead_engine_is_pending(stack: Stack) -> None:

@@ -286,7 +286,7 @@ def gpu_lines(samples: Sequence[GpuSample], host: str = "local") -> Iterator[str
             continue
         yield f"# HELP {name} {help_text}"
         yield f"# TYPE {name} gauge"
-        for sample, value in rows:
-            value = value / 100 if attribute == "utilization" else value
+        for sample, raw in rows:
+            value = raw / 100 if attribute == "utilization" else raw
             labels = f'host="{_escape(host)}",gpu="{sample.index}",name="{_escape(sample.name)}"'
             yield f"{name}{{{labels}}} {_number(value)}"

@@ -33,7 +33,7 @@ class NoActions:
     def available(self) -> frozenset[str]:
         return frozenset()
 
-    async def act(self, action: str, deployment: str) -> str:
+    async def act(self, action: str, deployment: str) -> str:  # noqa: ARG002
         raise unsupported(action)
 
 
