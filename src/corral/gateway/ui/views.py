@@ -27,7 +27,7 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.routing import CatalogEntry
 from corral.ledger import runs
 from corral.ledger.db import Ledger
-from corral.report.logbook import Logbook, RunRecord, collect
+from corral.report.logbook import Logbook, RunRecord, collect, verify_results
 from corral.report.markdown import render
 
 MEMORY_FACTS = ("model_load_gib", "kv_cache_memory_gib", "graph_capture_gib", "kv_cache_tokens")
@@ -105,14 +105,7 @@ def _gate_results(ledger: Ledger | None, book: Logbook) -> list[dict[str, Any]]:
         "WHERE d.name = ? AND v.started_at >= ? ORDER BY v.id DESC LIMIT 1",
         (book.deployment, book.current.row["started_at"]),
     ).fetchone()
-    if row is None:
-        return []
-    results = ledger.conn.execute(
-        "SELECT name, status, seconds, detail FROM verify_results WHERE verify_run_id = ? "
-        "ORDER BY id",
-        (row["id"],),
-    ).fetchall()
-    return [dict(r) for r in results]
+    return [] if row is None else verify_results(ledger, int(row["id"]))
 
 
 def _logbook(ledger: Ledger | None, name: str) -> Logbook:
