@@ -102,7 +102,7 @@ def console(vllm_engine: LiveEngine, tmp_path_factory: pytest.TempPathFactory) -
         http = httpx.AsyncClient()
         # Two runs of `toy` with different flags (the history shows the diff), then a
         # benchmark of the second through corral's own bench code.
-        first = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS[:2])
+        first = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS[:2])  # no pacing
         await first.start_all()
         await first.stop_all()
         controller = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS)
@@ -128,7 +128,7 @@ def console(vllm_engine: LiveEngine, tmp_path_factory: pytest.TempPathFactory) -
         yield Console(live, ledger_path, made["controller"], vllm_engine)
 
 
-TOY_ARGS = ["--tokens", "12", "--itl", "0.01"]
+TOY_ARGS = ["--tokens", "12", "--itl", "0.01", "--reasoning-tokens", "6"]
 
 
 def toy_controller(

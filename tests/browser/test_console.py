@@ -131,6 +131,44 @@ def test_playground_streams_an_answer_from_vllm(
     assert page.clean() == []
 
 
+def test_playground_shows_reasoning_apart_from_the_answer(
+    console: Console, page: Watched, screenshots: Path
+) -> None:
+    log_in(page.page, console.url)
+    page.page.click("nav a:text-is('Playground')")
+    page.page.select_option("select[name=model]", "toy")
+    page.page.fill("textarea[name=prompt]", "Think first, then answer.")
+    page.page.click("button[type=submit]")
+    turn = page.page.locator(".turn-assistant")
+    expect(turn.locator(".muted.small")).to_contain_text("completion tokens")
+    reasoning = turn.locator(".reasoning p").inner_text()
+    answer = turn.locator(".answer").inner_text()
+    assert reasoning.strip()
+    assert answer.strip()
+    assert reasoning.strip() not in answer  # kept apart, not mixed into the answer
+    page.page.screenshot(path=screenshots / "console-playground-reasoning.png", full_page=True)
+    assert page.clean() == []
+
+
+def test_playground_shows_a_tool_call_from_vllm(
+    console: Console, page: Watched, screenshots: Path
+) -> None:
+    log_in(page.page, console.url)
+    page.page.click("nav a:text-is('Playground')")
+    page.page.select_option("select[name=model]", "smollm2-135m-instruct")
+    page.page.check("input[name=use_tools]")
+    page.page.fill("input[name=tool_choice]", "get_weather")
+    page.page.fill("textarea[name=prompt]", "What is the weather in Paris?")
+    page.page.click("button[type=submit]")
+    call = page.page.locator(".turn-assistant .tool-call")
+    expect(call.locator("code")).to_have_text("get_weather", timeout=120_000)
+    expect(page.page.locator("button[type=submit]")).to_have_text("send", timeout=120_000)
+    arguments = json.loads(call.locator("pre").inner_text())
+    assert isinstance(arguments.get("city"), str)  # "strict": true holds vLLM to the schema
+    page.page.screenshot(path=screenshots / "console-playground-tools.png", full_page=True)
+    assert page.clean() == []
+
+
 def test_playground_shows_the_gateways_error_for_a_model_that_is_not_routable(
     console: Console, page: Watched
 ) -> None:

@@ -12,10 +12,10 @@ function memory(m) {
   return parts.length ? parts.join(" · ") : "—";
 }
 
-function Actions({ dep, actions, onDone }) {
+function Actions({ dep, onDone }) {
   const [busy, setBusy] = useState("");
   const [error, setError] = useState(null);
-  const offered = actions.filter((a) => a !== "deploy");
+  const offered = dep.actions || [];
   if (!offered.length) return null;
   const run = async (action) => {
     if (action === "stop" && !window.confirm(`Stop ${dep.name}?`)) return;
@@ -29,7 +29,7 @@ function Actions({ dep, actions, onDone }) {
     <${ErrorBox} error=${error}/></div>`;
 }
 
-function Host({ host, gpus, actions, onDone }) {
+function Host({ host, gpus, onDone }) {
   return html`<section class="card host">
     <h2>${host.host}</h2>
     ${gpus.length ? html`<div class="gpus">${gpus.map((g) => html`<div class="gpu">
@@ -49,7 +49,7 @@ function Host({ host, gpus, actions, onDone }) {
         <td>${d.gate}</td>
         <td class="small">${memory(d.memory)}</td>
         <td>${seconds(d.ready_s)}</td>
-        <td>${d.state !== "stopped" ? html`<${Actions} dep=${d} actions=${actions} onDone=${onDone}/>` : null}</td>
+        <td><${Actions} dep=${d} onDone=${onDone}/></td>
       </tr>`)}</tbody>
     </table>
   </section>`;
@@ -61,7 +61,7 @@ export function Fleet({ fleet, reload }) {
     <h1>Fleet</h1>
     ${fleet.hosts.length ? null : html`<p class="muted">No replicas in this gateway's fleet.</p>`}
     ${fleet.hosts.map((h) => html`<${Host} host=${h} gpus=${h.host === "local" ? fleet.gpus : []}
-        actions=${fleet.actions} onDone=${reload}/>`)}
+        onDone=${reload}/>`)}
     <section class="card">
       <h2>Models</h2>
       <table class="grid-table"><thead><tr><th>name</th><th>kind</th><th>resolves to</th><th>routable</th></tr></thead>

@@ -1,10 +1,10 @@
 """What the console may do to the fleet, behind one small protocol the gateway is given.
 
 The console never starts or stops engines itself (the gateway must not): it calls a
-`ConsoleActions` it was handed. `available()` names the actions this control plane
-supports now (the console shows only those buttons); `act` does one and returns a
-sentence for the page, or raises `HttpError` (400 unknown action, 404 unknown deployment,
-409 when the control plane refuses).
+`ConsoleActions` it was handed. `available(deployment)` names the actions this control
+plane can take on that deployment now (the console shows only those buttons); `act` does
+one and returns a sentence for the page, or raises `HttpError` (400 unknown or unavailable
+action, 404 unknown deployment, 409 when the control plane refuses).
 
 `ControllerActions` wires `stop` to the running `corral serve` controller. deploy, verify
 and bench need the control plane that the CLI and a running `corral serve` share (being
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from corral.controller.deployment import DeploymentRunner
 from corral.controller.fleet import Controller
 from corral.gateway.errors import HttpError
 
@@ -22,7 +23,7 @@ ACTIONS = ("deploy", "stop", "verify", "bench")
 
 
 class ConsoleActions(Protocol):
-    def available(self) -> frozenset[str]: ...
+    def available(self, deployment: str) -> frozenset[str]: ...
 
     async def act(self, action: str, deployment: str) -> str: ...
 
@@ -30,7 +31,7 @@ class ConsoleActions(Protocol):
 class NoActions:
     """A gateway without a control plane (`StaticFleet`, `corral gateway --upstream`)."""
 
-    def available(self) -> frozenset[str]:
+    def available(self, deployment: str) -> frozenset[str]:  # noqa: ARG002
         return frozenset()
 
     async def act(self, action: str, deployment: str) -> str:  # noqa: ARG002
@@ -39,8 +40,9 @@ class NoActions:
 
 def unsupported(action: str) -> HttpError:
     return HttpError(
-        400, f"`{action}` is not available from this gateway's console", code="unsupported_action"
-    )
+        400, f"`{action}` is not available for this deployment from the console now",
+        code="unsupported_action",
+    )  # fmt: skip
 
 
 class ControllerActions:
@@ -49,18 +51,21 @@ class ControllerActions:
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
 
-    def available(self) -> frozenset[str]:
-        return frozenset({"stop"})
+    def available(self, deployment: str) -> frozenset[str]:
+        runner = self._runner(deployment)
+        return frozenset({"stop"}) if runner is not None and runner.process.running else frozenset()
 
     async def act(self, action: str, deployment: str) -> str:
-        if action not in self.available():
-            raise unsupported(action)
-        runner = next((r for r in self.controller.runners if r.dep.name == deployment), None)
+        runner = self._runner(deployment)
         if runner is None:
             raise HttpError(
-                404, f"no deployment `{deployment}` in this fleet", code="unknown_deployment"
-            )
-        if not runner.process.running:
-            raise HttpError(409, f"`{deployment}` is not running", code="not_running")
+                404, f"no deployment `{deployment}` under this controller",
+                code="unknown_deployment",
+            )  # fmt: skip
+        if action not in self.available(deployment):
+            raise unsupported(action)
         await runner.stop()
         return f"stopped {deployment}"
+
+    def _runner(self, deployment: str) -> DeploymentRunner | None:
+        return next((r for r in self.controller.runners if r.dep.name == deployment), None)

@@ -26,6 +26,7 @@ after the route table's own lookups.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -60,6 +61,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGIN_FORM_LIMIT = 4096
+log = logging.getLogger("corral.gateway.ui")
 
 
 def load_static() -> dict[str, bytes]:
@@ -165,8 +167,11 @@ class Console:
         who = session.principal
         catalog = [e for e in gw.router.catalog() if who.may_use(e.name, *e.resolves_to)]
         view = views.fleet_view(gw.fleet.replicas(), catalog, self.ledger, self.gpus())
-        actions = sorted(self.actions.available()) if session.admin else []
-        return {**view, "who": {"name": who.name, "admin": session.admin}, "actions": actions}
+        for host in view["hosts"]:
+            for card in host["deployments"]:
+                offered = self.actions.available(card["name"]) if session.admin else ()
+                card["actions"] = sorted(offered)
+        return {**view, "who": {"name": who.name, "admin": session.admin}}
 
     async def _post(
         self, request: web.BaseRequest, path: str, session: Session
@@ -178,6 +183,7 @@ class Console:
             action, _, deployment = path.removeprefix("/actions/").partition("/")
             require_admin(session)
             message = await self.actions.act(action, unquote(deployment))
+            log.info("console: %s %s by key %r", action, deployment, session.principal.name)
             return _json({"ok": True, "message": message})
         raise HttpError(404, f"no console route {path}", code="unknown_route")
 
