@@ -20,7 +20,7 @@ from corral.ledger import runs
 from corral.ledger.db import open_ledger
 from tests.browser.conftest import ADMIN_KEY, VIEWER_KEY, Console, Watched, log_in
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.integration
 
 
 def ledger_phases(console: Console, deployment: str) -> list[str]:

@@ -34,7 +34,7 @@ from corral.testing.launch import RunningEngine, start_scripted
 from tests.support.console import Cleanup, LiveGateway
 from tests.support.vllm import LiveEngine, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
