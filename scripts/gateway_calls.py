@@ -52,9 +52,8 @@ def main() -> int:
     table = stats.stats  # type: ignore[attr-defined]
     ours = sum(row[1] for where, row in table.items() if "/corral/gateway/" in where[0])
     total = stats.total_calls  # type: ignore[attr-defined]
-    print(
-        f"calls per request: {total / REQUESTS:.1f} in all, {ours / REQUESTS:.1f} in corral/gateway/"
-    )
+    each, mine = total / REQUESTS, ours / REQUESTS
+    print(f"calls per request: {each:.1f} in all, {mine:.1f} in corral/gateway/")
     return 0
 
 
