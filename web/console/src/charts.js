@@ -29,7 +29,8 @@ export function LineChart({ series, width = 520, height = 180, xLabel = "", yLab
 
 function short(v) {
   if (v >= 1000) return `${(v / 1000).toFixed(1)}k`;
-  return v >= 10 ? v.toFixed(0) : v.toFixed(v >= 1 ? 1 : 2);
+  if (v >= 10 || v === 0) return v.toFixed(0);
+  return Number(v.toPrecision(2)).toString();
 }
 
 // phases: [{ name, started_at, seconds }] in order; the last may still be open.

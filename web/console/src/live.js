@@ -16,7 +16,7 @@ export function rates(before, after) {
     const was = before.deployments[name] || {};
     const d = (k) => now[k] - (was[k] || 0);
     out[name] = { rps: d("requests") / dt, tps: d("completion_tokens") / dt,
-      ttft: d("ttft_count") > 0 ? d("ttft_sum") / d("ttft_count") : null };
+      ttft_ms: d("ttft_count") > 0 ? (1000 * d("ttft_sum")) / d("ttft_count") : null };
   }
   return out;
 }
@@ -58,16 +58,16 @@ export function Live() {
     <h1>Live</h1>
     <${ErrorBox} error=${error}/>
     <section class="card"><table class="grid-table live-table"><thead><tr><th>deployment</th>
-      <th>requests/s</th><th>TTFT (mean, last 2 s)</th><th>tokens/s</th><th>requests so far</th><th>errors</th></tr></thead>
+      <th>requests/s</th><th>TTFT (mean, last 2 s)</th><th>tokens/s</th><th>requests so far</th><th>not 2xx</th></tr></thead>
       <tbody>${Object.keys(totals).length ? Object.entries(totals).map(([name, t]) => {
         const r = latest[name] || {};
         return html`<tr data-deployment=${name}><td>${name}</td><td>${number(r.rps, 2)}</td>
-          <td>${r.ttft == null ? "—" : `${(r.ttft * 1000).toFixed(0)} ms`}</td><td>${number(r.tps, 1)}</td>
+          <td>${r.ttft_ms == null ? "—" : `${r.ttft_ms.toFixed(0)} ms`}</td><td>${number(r.tps, 1)}</td>
           <td>${number(t.requests)}</td><td>${number(t.errors)}</td></tr>`;
       }) : html`<tr><td colspan="6" class="muted">No requests through this gateway yet.</td></tr>`}</tbody></table></section>
     <div class="three">
       <section class="card"><h2>Requests per second</h2><${LineChart} series=${series(history, "rps")} xLabel="seconds"/></section>
-      <section class="card"><h2>Time to first token (s)</h2><${LineChart} series=${series(history, "ttft")} xLabel="seconds"/></section>
+      <section class="card"><h2>Time to first token (ms)</h2><${LineChart} series=${series(history, "ttft_ms")} xLabel="seconds"/></section>
       <section class="card"><h2>Tokens per second</h2><${LineChart} series=${series(history, "tps")} xLabel="seconds"/></section>
     </div>
   </div>`;
