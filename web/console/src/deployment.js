@@ -29,7 +29,7 @@ function Bench({ bench }) {
   return html`<div class="bench">
     <h3>${bench.kind} <span class="muted small">${when(bench.at)} · result ${bench.id}</span></h3>
     <div class="scroll"><table class="grid-table"><thead><tr>${columns.map((c) => html`<th>${c}</th>`)}</tr></thead>
-      <tbody>${bench.rows.map((r) => html`<tr>${columns.map((c) => html`<td>${number(r[c], 2)}</td>`)}</tr>`)}</tbody></table></div>
+      <tbody>${bench.rows.map((r) => html`<tr>${columns.map((c) => html`<td>${number(r[c], 3)}</td>`)}</tr>`)}</tbody></table></div>
     ${numericX && ys.length && bench.rows.length > 1 ? html`<${LineChart} xLabel=${x}
       series=${ys.map((y) => ({ name: y, points: bench.rows.map((r) => [r[x], r[y] || 0]) }))}/>` : null}
   </div>`;
@@ -38,7 +38,7 @@ function Bench({ bench }) {
 function Diff({ lines }) {
   if (lines == null) return html`<p class="muted small">First run.</p>`;
   if (!lines.length) return html`<p class="muted small">Same command as the run before.</p>`;
-  return html`<pre class="diff">${lines.map((l) => html`<span class=${l[0] === "+" ? "add" : "del"}>${l}\n</span>`)}</pre>`;
+  return html`<pre class="diff">${lines.map((l) => html`<div class=${l[0] === "+" ? "add" : "del"}>${l}</div>`)}</pre>`;
 }
 
 function Run({ run }) {

@@ -17,7 +17,9 @@ export function number(value, digits = 1) {
   if (value == null || value === "") return "—";
   const n = Number(value);
   if (Number.isNaN(n)) return String(value);
-  return Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(digits);
+  if (Number.isInteger(n)) return n.toLocaleString("en-US");
+  // small figures (seconds of TTFT) keep their significant digits
+  return Math.abs(n) < 1 ? String(Number(n.toPrecision(digits))) : n.toFixed(digits);
 }
 
 export function bytes(value) {

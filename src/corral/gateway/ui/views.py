@@ -136,8 +136,13 @@ def command_lines(command: str) -> list[str]:
 
 
 def command_diff(before: str, after: str) -> list[str]:
-    diff = difflib.unified_diff(command_lines(before), command_lines(after), lineterm="", n=0)
-    return [line for line in diff if not line.startswith(("---", "+++", "@@"))]
+    """Options removed (`- ...`) and added (`+ ...`) between two commands, in order."""
+    old, new = command_lines(before), command_lines(after)
+    lines: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new).get_opcodes():
+        if tag != "equal":
+            lines += [f"- {line}" for line in old[i1:i2]] + [f"+ {line}" for line in new[j1:j2]]
+    return lines
 
 
 def _run(run: RunRecord, previous: RunRecord | None) -> dict[str, Any]:
