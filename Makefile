@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # (PIP_FIND_LINKS), else set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu.
 PIP_FLAGS ?= $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help venv serve test lint typecheck unit integration fmt llama-server bench-gateway bench-fidelity bench-crosscheck clean
+.PHONY: help venv serve test lint typecheck unit integration fmt llama-server bench-gateway bench-fidelity bench-crosscheck bench-metrics console clean
 
 help:
 	@echo "make serve            set up and start corral with the default model (SmolLM2 on vLLM CPU)"
@@ -18,6 +18,8 @@ help:
 	@echo "make bench-gateway    gateway overhead against the scripted engine"
 	@echo "make bench-fidelity   benchmark client accuracy against the scripted engine"
 	@echo "make bench-crosscheck corral bench serve vs vllm bench serve on the real engine"
+	@echo "make bench-metrics    the cost of /metrics with engine metrics, side by side"
+	@echo "make console          rebuild the web console's bundle (npm registry; needs node)"
 
 venv: $(STAMP)
 
@@ -67,6 +69,14 @@ bench-fidelity: venv
 
 bench-crosscheck: venv
 	$(BIN)/python scripts/bench_crosscheck.py
+
+bench-metrics: venv
+	$(BIN)/python scripts/bench_metrics.py
+
+# The console's bundle is committed (src/corral/gateway/ui/static/app.js); rebuild it after
+# changing web/console/src. A test checks the bundle's banner against the sources.
+console:
+	cd web/console && npm ci --no-audit --no-fund && node build.mjs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -210,6 +210,10 @@ class GatewaySettings(Strict):
     usage_flush_seconds: float = Field(
         default=5.0, gt=0, description="how often per-key usage is written to the ledger"
     )
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="names of API keys that may act (stop, deploy, ...) from the web console",
+    )
 
 
 class StoreRoot(Strict):

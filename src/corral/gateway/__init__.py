@@ -8,7 +8,8 @@
 Modules, in request order: `app` (dispatch, auth, route, admit, account), `auth`,
 `routing`, `limits`, `admission`, `balance` (least outstanding + circuit breaker),
 `proxy` (failover, timeouts, relay), `sse` + `normalize` (stream rewriting), `metrics`,
-`errors` (the OpenAI error shape), `keystore` (keys in the ledger), `server`.
+`engine_metrics` (engines' and GPUs' metrics under /metrics), `errors` (the OpenAI error
+shape), `keystore` (keys in the ledger), `server`; `ui/` is the web console at /ui.
 """
 
 from corral.gateway.app import Gateway

@@ -30,6 +30,7 @@ from corral.gateway.admission import Admission
 from corral.gateway.apis import Api, ApiFront
 from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
+from corral.gateway.engine_metrics import EngineScraper, GpuSampler, gpu_lines
 from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics, key_lines, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
@@ -87,6 +88,8 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         auth_required: bool = False,
         usage: UsageRecorder | None = None,
+        engines: EngineScraper | None = None,
+        gpus: GpuSampler | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -104,6 +107,10 @@ class Gateway:
         self.front = ApiFront(settings.apis)
         self.limiter = KeyLimiter(clock)
         self.usage = usage or UsageRecorder(None)
+        self.engines = engines
+        self.gpus = gpus
+        # The web console (gateway/ui/) plugs in here; it does its own cookie auth.
+        self.console: Handler | None = None
 
     # -- dispatch --------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -135,12 +142,21 @@ class Gateway:
                 return self.models
             if path.startswith("/v1/models/"):
                 return self.model
+        if self.console is not None and (path == "/ui" or path.startswith("/ui/")):
+            return self.console
         raise HttpError(404, f"no route {method} {path}", code="unknown_route")
 
     def _authenticate(self, request: web.BaseRequest, path: str) -> Principal:
         if path == "/health" or (path == "/metrics" and self.metrics_public):
             return Principal("")
-        return self.auth.authenticate(request.headers)
+        try:
+            return self.auth.authenticate(request.headers)
+        except HttpError:
+            # The console (only /ui paths reach it) checks its session cookie itself; this
+            # branch costs the /v1 path nothing.
+            if self.console is not None and path.startswith("/ui"):
+                return Principal("")
+            raise
 
     # -- small routes ----------------------------------------------------------------
     async def health(self, _request: web.BaseRequest, _who: Principal) -> web.StreamResponse:
@@ -167,7 +183,8 @@ class Gateway:
         for name, gate in self.admission.gates.items():  # read at scrape time, not per request
             self.metrics.in_flight.set((name,), gate.in_flight)
             self.metrics.queued.set((name,), gate.queued)
-        text = self.metrics.render(self._extra_lines)
+        extra = [*self._extra_lines(), *await self._engine_and_host()]
+        text = self.metrics.render(lambda: extra)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     def _extra_lines(self) -> Iterable[str]:
@@ -180,6 +197,12 @@ class Gateway:
             for r in all_replicas(self.fleet)
         ]
         return replica_lines(rows)
+
+    async def _engine_and_host(self) -> list[str]:
+        lines = [] if self.engines is None else await self.engines.collect(self.fleet.replicas())
+        if self.gpus is not None:
+            lines.extend(gpu_lines(self.gpus.samples()))
+        return lines
 
     # -- generation ------------------------------------------------------------------
     async def generate(

@@ -29,6 +29,10 @@ from corral.fleet import FleetView
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
 from corral.gateway.usage import UsageRecorder, UsageSink
+from corral.gateway.engine_metrics import EngineScraper, NvmlSampler, nvml_sampler
+from corral.gateway.ui import ConsoleSources
+from corral.gateway.ui.console import Console
+from corral.gateway.ui.sessions import Sessions
 
 log = logging.getLogger("corral.gateway")
 
@@ -74,6 +78,8 @@ class GatewayServer:
         host: str | None = None,
         port: int | None = None,
         usage: UsageSink | None = None,
+        console: ConsoleSources | None = None,
+        gpus: NvmlSampler | None = None,
     ) -> None:
         self.fleet = fleet
         self.settings = settings
@@ -88,6 +94,8 @@ class GatewayServer:
         # Per-key usage goes to `usage` (the ledger's key_usage table) in batches.
         self.usage = UsageRecorder(usage, every=settings.usage_flush_seconds)
         self.gateway: Gateway | None = None
+        self.console = console or ConsoleSources()
+        self._gpus = gpus
 
     @property
     def url(self) -> str:
@@ -103,7 +111,9 @@ class GatewayServer:
         gateway = Gateway(
             self.fleet, self.settings, session=session, roles=self.roles,
             key_store=self.key_store, clock=self.clock, auth_required=exposed, usage=self.usage,
+            engines=EngineScraper(session), gpus=self._gpus or nvml_sampler(),
         )  # fmt: skip
+        gateway.console = self._console(gateway)
         server = web.Server(gateway.handle, handler_cancellation=True)
         runner = web.ServerRunner(server, handle_signals=False, access_log=None)
         await runner.setup()
@@ -117,6 +127,14 @@ class GatewayServer:
         self._runner, self.gateway = runner, gateway
         await self.usage.start()
         log.info("gateway listening on %s", self.url)
+
+    def _console(self, gateway: Gateway) -> Console:
+        sessions = Sessions(gateway.auth, self.settings.admin_keys)
+        gpus = gateway.gpus
+        return Console(
+            gateway, sessions, ledger=self.console.ledger, actions=self.console.actions,
+            gpus=gpus.samples if gpus is not None else list,
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Stop listening and end in-flight requests. Safe to call twice."""

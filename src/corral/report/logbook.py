@@ -88,12 +88,15 @@ def _verify_rows(ledger: Ledger, run_id: int) -> list[dict[str, Any]]:
     row = ledger.conn.execute(
         "SELECT id FROM verify_runs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
     ).fetchone()
-    if row is None:
-        return []
+    return [] if row is None else verify_results(ledger, int(row["id"]))
+
+
+def verify_results(ledger: Ledger, verify_run_id: int) -> list[dict[str, Any]]:
+    """Each check's result of one suite run, in the order they ran."""
     results = ledger.conn.execute(
         "SELECT name, status, seconds, detail FROM verify_results WHERE verify_run_id = ? "
         "ORDER BY id",
-        (row["id"],),
+        (verify_run_id,),
     ).fetchall()
     return [dict(r) for r in results]
 
