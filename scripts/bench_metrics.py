@@ -19,16 +19,21 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from corral.config import GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import Gateway, upstream_session
 from corral.gateway.engine_metrics import EngineScraper
-from corral.testing.launch import start_scripted
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from tests.support.scripted import start_scripted
 
 MODES = ("without", "cached", "fetch")
 
@@ -50,11 +55,10 @@ async def serve(gateway: Gateway) -> tuple[aiohttp.web.ServerRunner, str]:
 
 
 async def measure(engine_url: str, replicas: int, rounds: int) -> dict[str, Any]:
-    fleet = StaticFleet([
-        Replica(id=f"r{i}", served_name="bench", base_url=engine_url, routable=True,
-                state="ready")
+    fleet = StaticFleet.of(
+        (Policy("bench"), Replica(f"r{i}", "bench", engine_url, routable=True, state="ready"))
         for i in range(replicas)
-    ])  # fmt: skip
+    )
     session = upstream_session()
     served = [await serve(build(mode, fleet, session)) for mode in MODES]
     times: dict[str, list[float]] = {mode: [] for mode in MODES}

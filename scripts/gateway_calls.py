@@ -14,21 +14,25 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import pstats
+import sys
+from pathlib import Path
 
 import aiohttp
 
 from corral.config import GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
-from corral.testing.launch import RunningEngine, start_scripted
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from tests.support.scripted import RunningEngine, start_scripted
 
 REQUESTS = 200
 
 
 async def profile(engine: RunningEngine) -> pstats.Stats:
-    replica = Replica(id="r", served_name="m", base_url=engine.base_url, routable=True,
-                      state="ready")  # fmt: skip
-    server = GatewayServer(StaticFleet([replica]), GatewaySettings(), port=0)
+    replica = Replica("r", "m", engine.base_url, routable=True, state="ready")
+    server = GatewayServer(StaticFleet.of([(Policy("m"), replica)]), GatewaySettings(), port=0)
     await server.start()
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     prof = cProfile.Profile()

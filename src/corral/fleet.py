@@ -28,6 +28,7 @@ __all__ = [
     "StaticFleet",
     "all_replicas",
     "group",
+    "pairs",
 ]
 
 
@@ -62,12 +63,18 @@ class Replica:
 
 @dataclass(frozen=True)
 class DeploymentView:
-    """A deployment as published: its policy, its replicas, and why it isn't serving."""
+    """A deployment as published: its policy, its replicas, and why it isn't serving.
+
+    `state` is the control plane's word for the deployment (a supervisor's `starting`,
+    `backoff`, `stopped`, ...; empty for a fixed fleet): with no replica it is all there
+    is to show.
+    """
 
     policy: Policy
     replicas: tuple[Replica, ...] = ()
     reason: str = ""
     tail: tuple[str, ...] = ()
+    state: str = ""
 
     @property
     def name(self) -> str:
@@ -86,6 +93,11 @@ class FleetView(Protocol):
 
 def all_replicas(fleet: FleetView) -> list[Replica]:
     return [r for view in fleet.deployments() for r in view.replicas]
+
+
+def pairs(fleet: FleetView) -> list[tuple[Policy, Replica]]:
+    """Every replica with its deployment's policy (engine metrics, the console)."""
+    return [(view.policy, r) for view in fleet.deployments() for r in view.replicas]
 
 
 def group(entries: Iterable[tuple[Policy, Replica]]) -> list[DeploymentView]:

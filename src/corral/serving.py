@@ -33,6 +33,7 @@ from corral.errors import PortInUseError
 from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
+from corral.gateway.ui import ConsoleSources, FleetActions
 from corral.gateway.usage import LedgerUsage
 from corral.hardware.detect import detect_local
 from corral.ledger import gateways
@@ -95,7 +96,7 @@ async def serve(
                   reload=reload)  # fmt: skip
     gateway = GatewayServer(
         fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
-        usage=LedgerUsage(ledger),
+        usage=LedgerUsage(ledger), console=ConsoleSources(ledger, FleetActions(fleet)),
     )  # fmt: skip
     listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     try:

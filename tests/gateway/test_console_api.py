@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from corral.config import ApiKey, GatewaySettings
-from corral.controller.view import StaticFleet
+from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.auth import KeyRecord, hash_key
 from corral.gateway.ui import ConsoleSources
@@ -45,7 +45,7 @@ async def gateway(engines: StartEngine) -> AsyncIterator[tuple[str, Keys]]:
                   ApiKey(name="viewer", key=SecretStr(VIEWER))],
         admin_keys=["admin"],
     )  # fmt: skip
-    fleet = StaticFleet([replica(engines())])
+    fleet = StaticFleet.of([replica(engines())])
     server = GatewayServer(fleet, settings, key_store=keys, port=0, console=ConsoleSources())
     await server.start()
     yield server.url, keys
@@ -129,7 +129,7 @@ async def test_console_posts_need_the_console_header_and_actions_need_an_admin(
 async def test_a_loopback_gateway_without_keys_opens_the_console_directly(
     engines: StartEngine,
 ) -> None:
-    server = GatewayServer(StaticFleet([replica(engines())]), GatewaySettings(), port=0)
+    server = GatewayServer(StaticFleet.of([replica(engines())]), GatewaySettings(), port=0)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as client:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from corral.config import GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.engine_metrics import (
     EngineScraper,
@@ -28,7 +28,7 @@ from corral.gateway.engine_metrics import (
     parse_families,
     relabel,
 )
-from tests.gateway.conftest import StartEngine, replica
+from tests.gateway.conftest import Served, StartEngine, replica
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,11 +101,11 @@ async def scrape(url: str) -> str:
 
 
 @pytest.fixture
-async def gateway_for() -> AsyncIterator[Callable[[list[Replica]], asyncio.Future[str]]]:
+async def gateway_for() -> AsyncIterator[Callable[[list[Served]], asyncio.Future[str]]]:
     servers: list[GatewayServer] = []
 
-    async def start(replicas: list[Replica]) -> str:
-        server = GatewayServer(StaticFleet(replicas), GatewaySettings(), port=0)
+    async def start(replicas: list[Served]) -> str:
+        server = GatewayServer(StaticFleet.of(replicas), GatewaySettings(), port=0)
         await server.start()
         servers.append(server)
         return server.url
@@ -116,7 +116,7 @@ async def gateway_for() -> AsyncIterator[Callable[[list[Replica]], asyncio.Futur
 
 
 async def test_two_engines_become_one_family_each_labelled_by_replica(
-    engines: StartEngine, gateway_for: Callable[[list[Replica]], asyncio.Future[str]]
+    engines: StartEngine, gateway_for: Callable[[list[Served]], asyncio.Future[str]]
 ) -> None:
     a, b = engines(), engines()
     url = await gateway_for([replica(a, rid="a"), replica(b, rid="b")])
@@ -134,7 +134,7 @@ async def test_two_engines_become_one_family_each_labelled_by_replica(
 
 
 async def test_an_engine_that_dies_loses_its_series_and_reports_scrape_up_0(
-    engines: StartEngine, gateway_for: Callable[[list[Replica]], asyncio.Future[str]]
+    engines: StartEngine, gateway_for: Callable[[list[Served]], asyncio.Future[str]]
 ) -> None:
     a, b = engines(), engines()
     url = await gateway_for([replica(a, rid="a"), replica(b, rid="b")])
@@ -150,7 +150,7 @@ async def test_an_engine_that_dies_loses_its_series_and_reports_scrape_up_0(
 
 
 async def test_a_hanging_engine_costs_a_scrape_its_timeout_not_more(
-    gateway_for: Callable[[list[Replica]], asyncio.Future[str]],
+    gateway_for: Callable[[list[Served]], asyncio.Future[str]],
 ) -> None:
     released = asyncio.Event()
 
@@ -193,10 +193,10 @@ async def test_scrapes_within_max_age_share_one_engine_fetch() -> None:
 
 
 async def test_stopped_replicas_are_not_scraped(
-    engines: StartEngine, gateway_for: Callable[[list[Replica]], asyncio.Future[str]]
+    engines: StartEngine, gateway_for: Callable[[list[Served]], asyncio.Future[str]]
 ) -> None:
     a = engines()
-    stopped = Replica(id="old", served_name="scripted", base_url=a.base_url, state="stopped")
+    stopped = Policy("scripted"), Replica("old", "scripted", a.base_url, state="stopped")
     text = await scrape(await gateway_for([stopped]))
     assert "vllm:" not in text
     assert 'replica="old"' not in "\n".join(samples(text, "corral_engine_scrape_up"))

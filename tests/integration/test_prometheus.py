@@ -27,11 +27,11 @@ import pytest
 import yaml
 
 from corral.config import Capabilities, GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.engine_metrics import nvml_sampler
-from corral.testing.launch import RunningEngine, start_scripted
 from tests.support.console import Cleanup, LiveGateway
+from tests.support.scripted import RunningEngine, start_scripted
 from tests.support.vllm import LiveEngine, free_port
 
 pytestmark = pytest.mark.integration
@@ -93,15 +93,15 @@ def start_prometheus(config: Path, folder: Path) -> tuple[subprocess.Popen[bytes
 
 
 def fleet(engine: LiveEngine, thinker: RunningEngine) -> StaticFleet:
-    caps = Capabilities(context_length=4096)
-    return StaticFleet([
+    smol = Policy(engine.served_name, capabilities=Capabilities(context_length=4096))
+    return StaticFleet.of([
         # first, so the balancer tries it, fails over, and opens its breaker
-        Replica(id="vllm-dead", served_name=engine.served_name, base_url="http://127.0.0.1:9",
-                capabilities=caps, routable=True, state="ready"),
-        Replica(id="vllm-0", served_name=engine.served_name, base_url=engine.base_url,
-                capabilities=caps, routable=True, state="ready"),
-        Replica(id="thinker-0", served_name="thinker", base_url=thinker.base_url,
-                capabilities=Capabilities(reasoning=True), routable=True, state="ready"),
+        (smol, Replica("vllm-dead", engine.served_name, "http://127.0.0.1:9", routable=True,
+                       state="ready")),
+        (smol, Replica("vllm-0", engine.served_name, engine.base_url, routable=True,
+                       state="ready")),
+        (Policy("thinker", capabilities=Capabilities(reasoning=True)),
+         Replica("thinker-0", "thinker", thinker.base_url, routable=True, state="ready")),
     ])  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""A gateway (and a controller) running on an event loop in a thread of its own, so that
+"""A gateway (and a fleet) running on an event loop in a thread of its own, so that
 synchronous clients (Playwright's sync API, promtool, Prometheus) can drive it from tests.
 
     with LiveGateway(build) as live:       # build(loop-side) → (GatewayServer, cleanup)
@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from corral.controller.view import FleetView, Replica
+from corral.fleet import DeploymentView, FleetView
 from corral.gateway import GatewayServer
 
 T = TypeVar("T")
@@ -27,12 +27,12 @@ Build = Callable[[], Awaitable[tuple[GatewayServer, Cleanup]]]
 
 @dataclass
 class Fleets:
-    """Several fleet views as one (a controller's replicas plus static ones)."""
+    """Several fleet views as one (a serve's fleet plus static deployments)."""
 
     parts: Sequence[FleetView]
 
-    def replicas(self) -> Sequence[Replica]:
-        return [r for part in self.parts for r in part.replicas()]
+    def deployments(self) -> Sequence[DeploymentView]:
+        return [view for part in self.parts for view in part.deployments()]
 
 
 class LiveGateway:

@@ -4,6 +4,7 @@
     await fleet.start()          # a supervisor per deployment in the config
     await fleet.settled()        # every one of them ready or failed once
     fleet.deployments()          # the FleetView the gateway reads
+    await fleet.stop("m")        # as `corral stop m`; returns once m's supervisor let go
     await fleet.close(stop_engines=False)
 
 The ledger is the shared record between a running serve and the CLI (docs/decisions/
@@ -118,6 +119,23 @@ class Fleet:
                     return dep
         recorded = live_run(self.services.ledger, name) or {}
         return Deployment.model_validate(json.loads(recorded.get("config_json") or "{}"))
+
+    def live(self, name: str) -> bool | None:
+        """Whether `name` has an engine up now; None for a deployment this fleet doesn't run."""
+        supervisor = self.supervisors.get(name)
+        return None if supervisor is None else supervisor.live is not None
+
+    async def stop(self, name: str, *, reason: str = "stopped", timeout: float = 10.0) -> None:
+        """Stop one deployment's engine as `corral stop` does (under its lock, the run
+        recorded `stopped`), then wait until its supervisor has released it, so what the
+        gateway reads next says `stopped`. EngineError when it has no running engine."""
+        await asyncio.to_thread(stop_deployment, name, self.services, reason=reason)
+        supervisor = self.supervisors.get(name)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while supervisor is not None and supervisor.live is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise EngineError(f"{name!r} was stopped but its supervisor still holds it")
+            await asyncio.sleep(self.poll / 5)
 
     async def close(self, *, stop_engines: bool) -> None:
         """Stop supervising; with `stop_engines`, stop every engine this fleet serves."""

@@ -79,7 +79,8 @@ class Supervisor:
             url = self.live.base_url
             replicas = (Replica(f"{self.name}@{url.removeprefix('http://')}", self.name, url,
                                 routable=self.state == "ready", state=self.state),)  # fmt: skip
-        return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail)
+        return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail,
+                              self.state)  # fmt: skip
 
     # ---- the loop -----------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from corral.config import GatewaySettings, Role
-from corral.fleet import FleetView, all_replicas
+from corral.fleet import FleetView, all_replicas, pairs
 from corral.gateway import limits
 from corral.gateway.admission import Admission
 from corral.gateway.apis import Api, ApiFront
@@ -199,7 +199,7 @@ class Gateway:
         return replica_lines(rows)
 
     async def _engine_and_host(self) -> list[str]:
-        lines = [] if self.engines is None else await self.engines.collect(self.fleet.replicas())
+        lines = [] if self.engines is None else await self.engines.collect(pairs(self.fleet))
         if self.gpus is not None:
             lines.extend(gpu_lines(self.gpus.samples()))
         return lines

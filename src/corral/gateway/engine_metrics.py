@@ -4,7 +4,7 @@ Engines listen on loopback (or a private address) and their `/metrics` is open e
 `--api-key` guards `/v1` (docs/monitoring.md): so Prometheus never scrapes an engine.
 The gateway does, at its own scrape time:
 
-    collect(replicas) → scrape every live replica concurrently (timeout `timeout` s,
+    collect(pairs(fleet)) → scrape every live replica concurrently (timeout `timeout` s,
     answers cached `max_age` s, one fetch in flight per replica) → relabel each sample
     with deployment, replica, host → merge families across replicas → text lines
 
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from corral.controller.view import Replica
+from corral.fleet import Policy, Replica
 from corral.gateway.metrics import _escape, _number
 
 OUR_LABELS = ("deployment", "replica", "host")
@@ -154,31 +154,33 @@ class EngineScraper:
         self.cache: dict[str, Scrape] = {}
         self._pending: dict[str, asyncio.Task[Scrape]] = {}
 
-    async def collect(self, replicas: Sequence[Replica]) -> list[str]:
-        """The engine part of `/metrics`: merged engine families, then scrape health."""
-        live = [r for r in replicas if r.state in LIVE_STATES]
-        results = await asyncio.gather(*(self._fresh(r) for r in live))
-        self._forget_except({r.id for r in live})
+    async def collect(self, served: Sequence[tuple[Policy, Replica]]) -> list[str]:
+        """The engine part of `/metrics`: merged engine families, then scrape health.
+        `served` is every replica with its deployment's policy (`corral.fleet.pairs`)."""
+        live = [(p, r) for p, r in served if r.state in LIVE_STATES]
+        results = await asyncio.gather(*(self._fresh(p, r) for p, r in live))
+        self._forget_except({r.id for _, r in live})
         lines = list(family_lines(merge(s.families for s in results if s.up)))
-        lines.extend(health_lines(list(zip(live, results, strict=True))))
+        replicas = [r for _, r in live]
+        lines.extend(health_lines(list(zip(replicas, results, strict=True))))
         return lines
 
-    async def _fresh(self, replica: Replica) -> Scrape:
+    async def _fresh(self, policy: Policy, replica: Replica) -> Scrape:
         cached = self.cache.get(replica.id)
         if cached is not None and self.clock() - cached.at < self.max_age:
             return cached
         task = self._pending.get(replica.id)
         if task is None:  # one fetch per replica, however many scrapes wait for it
-            task = asyncio.ensure_future(self._scrape(replica))
+            task = asyncio.ensure_future(self._scrape(policy.engine, replica))
             self._pending[replica.id] = task
             task.add_done_callback(lambda _t: self._pending.pop(replica.id, None))
         scrape = await asyncio.shield(task)
         self.cache[replica.id] = scrape
         return scrape
 
-    async def _scrape(self, replica: Replica) -> Scrape:
+    async def _scrape(self, engine: str, replica: Replica) -> Scrape:
         began = self.clock()
-        url = replica.base_url.rstrip("/") + METRICS_PATH.get(replica.engine, "/metrics")
+        url = replica.base_url.rstrip("/") + METRICS_PATH.get(engine, "/metrics")
         try:
             text = await self._get(url)
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):

@@ -28,11 +28,11 @@ from corral.errors import ConfigError, PortInUseError
 from corral.fleet import FleetView
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
-from corral.gateway.usage import UsageRecorder, UsageSink
 from corral.gateway.engine_metrics import EngineScraper, NvmlSampler, nvml_sampler
 from corral.gateway.ui import ConsoleSources
 from corral.gateway.ui.console import Console
 from corral.gateway.ui.sessions import Sessions
+from corral.gateway.usage import UsageRecorder, UsageSink
 
 log = logging.getLogger("corral.gateway")
 

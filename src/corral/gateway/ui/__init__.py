@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.gateway.ui.actions import ConsoleActions, ControllerActions, NoActions
+from corral.gateway.ui.actions import ConsoleActions, FleetActions, NoActions
 from corral.ledger.db import Ledger
 
 
@@ -22,4 +22,4 @@ class ConsoleSources:
     actions: ConsoleActions | None = None
 
 
-__all__ = ["ConsoleActions", "ConsoleSources", "ControllerActions", "NoActions"]
+__all__ = ["ConsoleActions", "ConsoleSources", "FleetActions", "NoActions"]

@@ -6,17 +6,18 @@ plane can take on that deployment now (the console shows only those buttons); `a
 one and returns a sentence for the page, or raises `HttpError` (400 unknown or unavailable
 action, 404 unknown deployment, 409 when the control plane refuses).
 
-`ControllerActions` wires `stop` to the running `corral serve` controller. deploy, verify
-and bench need the control plane that the CLI and a running `corral serve` share (being
-reworked); until it is connected they are not offered.
+`FleetActions` wires `stop` to the fleet a running `corral serve` supervises (the same
+stop as `corral stop`: the run is recorded `stopped` and the supervisor lets it go, not
+restarting it). deploy, verify and bench are not offered yet: the fleet starts a stopped
+deployment only when a `corral deploy` records a live run, and verify and bench run from
+the CLI against the gateway.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from corral.controller.deployment import DeploymentRunner
-from corral.controller.fleet import Controller
+from corral.errors import EngineError
 from corral.gateway.errors import HttpError
 
 ACTIONS = ("deploy", "stop", "verify", "bench")
@@ -26,6 +27,17 @@ class ConsoleActions(Protocol):
     def available(self, deployment: str) -> frozenset[str]: ...
 
     async def act(self, action: str, deployment: str) -> str: ...
+
+
+class Stoppable(Protocol):
+    """What the console needs of a control plane (`corral.control.fleet.Fleet` is one;
+    the gateway imports only this shape, not the control plane)."""
+
+    def live(self, deployment: str) -> bool | None:
+        """Whether it has a running engine now; None for a deployment it doesn't run."""
+        ...
+
+    async def stop(self, name: str, *, reason: str) -> None: ...
 
 
 class NoActions:
@@ -45,27 +57,25 @@ def unsupported(action: str) -> HttpError:
     )  # fmt: skip
 
 
-class ControllerActions:
-    """The running `corral serve` controller: stop one deployment's engine."""
+class FleetActions:
+    """The fleet a running `corral serve` supervises: stop one deployment's engine."""
 
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
+    def __init__(self, fleet: Stoppable) -> None:
+        self.fleet = fleet
 
     def available(self, deployment: str) -> frozenset[str]:
-        runner = self._runner(deployment)
-        return frozenset({"stop"}) if runner is not None and runner.process.running else frozenset()
+        return frozenset({"stop"}) if self.fleet.live(deployment) else frozenset()
 
     async def act(self, action: str, deployment: str) -> str:
-        runner = self._runner(deployment)
-        if runner is None:
+        if self.fleet.live(deployment) is None:
             raise HttpError(
-                404, f"no deployment `{deployment}` under this controller",
+                404, f"no deployment `{deployment}` in this serve's fleet",
                 code="unknown_deployment",
             )  # fmt: skip
         if action not in self.available(deployment):
             raise unsupported(action)
-        await runner.stop()
+        try:
+            await self.fleet.stop(deployment, reason="stopped from the console")
+        except EngineError as exc:
+            raise HttpError(409, exc.message, code="refused") from None
         return f"stopped {deployment}"
-
-    def _runner(self, deployment: str) -> DeploymentRunner | None:
-        return next((r for r in self.controller.runners if r.dep.name == deployment), None)

@@ -166,7 +166,7 @@ class Console:
         gw = self.gateway
         who = session.principal
         catalog = [e for e in gw.router.catalog() if who.may_use(e.name, *e.resolves_to)]
-        view = views.fleet_view(gw.fleet.replicas(), catalog, self.ledger, self.gpus())
+        view = views.fleet_view(gw.fleet.deployments(), catalog, self.ledger, self.gpus())
         for host in view["hosts"]:
             for card in host["deployments"]:
                 offered = self.actions.available(card["name"]) if session.admin else ()

@@ -1,7 +1,8 @@
 """What the console's pages show, as JSON built from the fleet view, the ledger and the
 gateway's own counters. Pure reads: nothing here changes state or touches an engine.
 
-    fleet_view(replicas, catalog, ledger, gpus)  → hosts → deployments (state, memory, routable)
+    fleet_view(deployments, catalog, ledger, gpus) → hosts → deployments (state, memory,
+                                                   routable, why not)
     deployment_view(ledger, name)                → runs with phases, facts, command diffs,
                                                    verify results, bench tables
     live_view(metrics, clock)                    → cumulative counters per deployment; the page
@@ -19,8 +20,8 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from corral.controller.view import Replica
 from corral.errors import CorralError
+from corral.fleet import DeploymentView, Policy, Replica
 from corral.gateway.engine_metrics import GpuSample, host_of
 from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics
@@ -35,16 +36,20 @@ MEMORY_FACTS = ("model_load_gib", "kv_cache_memory_gib", "graph_capture_gib", "k
 
 # -- fleet ----------------------------------------------------------------------------------
 def fleet_view(
-    replicas: Sequence[Replica],
+    deployments: Sequence[DeploymentView],
     catalog: Iterable[CatalogEntry],
     ledger: Ledger | None,
     gpus: Sequence[GpuSample],
 ) -> dict[str, Any]:
+    """A card per replica; a deployment with none (starting, stopped, failed) still gets
+    one, on the local host, with the control plane's state and reason."""
     latest = {r["deployment"]: r for r in runs.latest_runs(ledger)} if ledger else {}
     hosts: dict[str, list[dict[str, Any]]] = {}
-    for replica in replicas:
-        row = latest.get(replica.served_name)
-        hosts.setdefault(host_of(replica), []).append(_replica_card(replica, row, ledger))
+    for view in deployments:
+        row = latest.get(view.name)
+        for replica in view.replicas or (None,):
+            host = host_of(replica) if replica else "local"
+            hosts.setdefault(host, []).append(_card(view, replica, row, ledger))
     return {
         "hosts": [{"host": h, "deployments": d} for h, d in sorted(hosts.items())],
         "gpus": [_gpu(g) for g in gpus],
@@ -52,23 +57,38 @@ def fleet_view(
             {"name": e.name, "kind": e.kind, "routable": e.routable, "targets": e.resolves_to}
             for e in catalog
         ],
-        "recorded": sorted(set(latest) - {r.served_name for r in replicas}),
+        "recorded": sorted(set(latest) - {view.name for view in deployments}),
     }
 
 
-def _replica_card(
-    replica: Replica, row: dict[str, Any] | None, ledger: Ledger | None
-) -> dict[str, Any]:
+def _card(
+    view: DeploymentView, replica: Replica | None, row: dict[str, Any] | None,
+    ledger: Ledger | None,
+) -> dict[str, Any]:  # fmt: skip
     facts = runs.facts(ledger, int(row["id"])) if ledger and row else {}
     ready = row and row["ready_at"] and float(row["ready_at"]) - float(row["started_at"])
     return {
-        "name": replica.served_name, "replica": replica.id, "engine": replica.engine,
-        "state": replica.state, "routable": replica.routable, "gate": replica.gate,
-        "aliases": list(replica.aliases), "roles": list(replica.roles),
-        "context_length": replica.capabilities.context_length,
+        **_policy(view.policy),
+        **_replica(replica, view.state or "stopped"),
+        "reason": "" if replica and replica.routable else view.reason,
         "memory": {name: facts[name] for name in MEMORY_FACTS if name in facts},
         "run": int(row["id"]) if row else None, "ready_s": ready or None,
     }  # fmt: skip
+
+
+def _policy(policy: Policy) -> dict[str, Any]:
+    return {
+        "name": policy.served_name, "engine": policy.engine, "aliases": list(policy.aliases),
+        "roles": list(policy.roles), "context_length": policy.capabilities.context_length,
+    }  # fmt: skip
+
+
+def _replica(replica: Replica | None, state: str) -> dict[str, Any]:
+    """A replica's part of its card; without one, the deployment's state alone."""
+    if replica is None:
+        return {"replica": None, "state": state, "routable": False, "gate": "none"}
+    return {"replica": replica.id, "state": replica.state, "routable": replica.routable,
+            "gate": replica.gate}  # fmt: skip
 
 
 def _gpu(sample: GpuSample) -> dict[str, Any]:
