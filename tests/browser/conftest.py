@@ -2,8 +2,9 @@
 `playwright install`) against a gateway that serves the real vLLM engine.
 
 The fleet: the session's real vLLM engine (`smollm2-135m-instruct`, alias `default`), a
-deployment `toy` run by the real controller (the scripted engine, verify gate on, so the
-ledger holds its phases and checks), and `cold`, a replica that is never routable. Keys:
+deployment `toy` run by serve's real fleet and supervisor (`corral.control`: the scripted
+engine through the one pipeline, verify gate on, so the ledger holds its phases and checks),
+and `cold`, a replica that is never routable. Keys:
 `admin` (may act) and `viewer`. The ledger is a fresh SQLite file.
 
 Screenshots go to a temporary folder, or to `$CORRAL_SCREENSHOTS` (docs/images when the
@@ -35,16 +36,18 @@ from corral.config import (
     GatewaySettings,
     VerifyGate,
 )
-from corral.controller.deployment import RunnerDeps
-from corral.controller.fleet import Controller
-from corral.controller.view import Replica, StaticFleet
+from corral.control.fleet import Fleet
+from corral.control.pipeline import Live, Services, prepare_checked, runtime_of
+from corral.control.supervisor import Supervisor
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
-from corral.gateway.ui import ConsoleSources, ControllerActions
+from corral.gateway.ui import ConsoleSources, FleetActions
 from corral.ledger.db import Ledger, open_ledger
 from corral.verify.gate import make_gate
 from tests.support.console import Cleanup, Fleets, LiveGateway
+from tests.support.fleet import fleet_config, scripted
 from tests.support.vllm import LiveEngine
-from tests.unit.test_controller import ScriptedAdapter
+from tests.unit.test_render import cpu_box
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,7 +62,7 @@ VIEWER_KEY = "sk-console-viewer-0123456789"
 class Console:
     live: LiveGateway
     ledger_path: Path
-    controller: Controller
+    fleet: Fleet
     engine: LiveEngine
 
     @property
@@ -80,82 +83,91 @@ def settings() -> GatewaySettings:
     )  # fmt: skip
 
 
-def vllm_replica(engine: LiveEngine) -> Replica:
-    return Replica(
-        id="vllm-0", served_name=engine.served_name, base_url=engine.base_url,
-        aliases=("default",), capabilities=Capabilities(context_length=4096, tools=True),
-        routable=True, state="ready",
+def vllm_replica(engine: LiveEngine) -> tuple[Policy, Replica]:
+    policy = Policy(
+        engine.served_name, aliases=("default",),
+        capabilities=Capabilities(context_length=4096, tools=True),
     )  # fmt: skip
+    return policy, Replica("vllm-0", engine.served_name, engine.base_url, routable=True,
+                           state="ready")  # fmt: skip
 
 
-COLD = Replica(id="cold-0", served_name="cold", base_url="http://127.0.0.1:9", state="starting")
+COLD = Policy("cold"), Replica("cold-0", "cold", "http://127.0.0.1:9", state="starting")
 
 
 @pytest.fixture(scope="module")
 def console(vllm_engine: LiveEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     folder = tmp_path_factory.mktemp("console")
     ledger_path = folder / "ledger.sqlite3"
-    made: dict[str, Controller] = {}
+    made: dict[str, Fleet] = {}
 
     async def build() -> tuple[GatewayServer, Cleanup]:
         ledger = open_ledger(ledger_path)  # on the gateway's thread, as SQLite wants
         http = httpx.AsyncClient()
         # Two runs of `toy` with different flags (the history shows the diff), then a
         # benchmark of the second through corral's own bench code.
-        first = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS[:2])  # no pacing
-        await first.start_all()
-        await first.stop_all()
-        controller = toy_controller(folder, ledger, http, ledger_path, TOY_ARGS)
-        made["controller"] = controller
-        await controller.start_all()
-        await bench_toy(ledger, http, controller)
-        fleet = Fleets([StaticFleet([vllm_replica(vllm_engine), COLD]), controller])
+        first = await toy_fleet(folder, ledger, http, ledger_path, TOY_ARGS[:2])  # no pacing
+        await first.close(stop_engines=True)
+        fleet = await toy_fleet(folder, ledger, http, ledger_path, TOY_ARGS)
+        made["fleet"] = fleet
+        await bench_toy(ledger, http, live_toy(fleet))
         server = GatewayServer(
-            fleet, settings(), port=0,
-            console=ConsoleSources(ledger, ControllerActions(controller)),
+            Fleets([StaticFleet.of([vllm_replica(vllm_engine), COLD]), fleet]), settings(),
+            port=0, console=ConsoleSources(ledger, FleetActions(fleet)),
         )  # fmt: skip
         await server.start()
 
         async def cleanup() -> None:
             await server.stop()
-            await controller.stop_all()
+            await fleet.close(stop_engines=True)
             await http.aclose()
             ledger.close()
 
         return server, cleanup
 
     with LiveGateway(build) as live:
-        yield Console(live, ledger_path, made["controller"], vllm_engine)
+        yield Console(live, ledger_path, made["fleet"], vllm_engine)
 
 
 TOY_ARGS = ["--tokens", "12", "--itl", "0.01", "--reasoning-tokens", "6"]
 
 
-def toy_controller(
+async def toy_fleet(
     folder: Path, ledger: Ledger, http: httpx.AsyncClient, ledger_path: Path, args: list[str]
-) -> Controller:
-    toy = Deployment(
-        name="toy", model="scripted/toy", aliases=["sketch"], args=args,
-        verify=VerifyGate(gate=True),
-    )  # fmt: skip
+) -> Fleet:
+    """`toy` under serve's fleet, started and settled (ready, its gate passed)."""
+    toy = scripted("toy", folder, aliases=["sketch"], args=args, verify=VerifyGate(gate=True))
+    config = fleet_config(folder, [toy])
+    services = Services(ledger, folder, cpu_box)
 
-    def deps_for(_: Deployment) -> RunnerDeps:
-        return RunnerDeps(
-            ledger=ledger, http=http, runs_dir=folder / "runs", engine=ScriptedAdapter(),  # type: ignore[arg-type]
-            model_path=folder, gate=make_gate(ledger_path), grace=2.0,
+    def supervisor_for(cfg: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
+        return Supervisor(
+            dep, lambda: prepare_checked(cfg, dep.name, services), services,
+            runtime_of(dep, services, supervised=True), http, gate=make_gate(ledger_path),
+            desired=desired,
         )  # fmt: skip
 
-    return Controller(CorralConfig(deployments=[toy]), deps_for)
+    fleet = Fleet(config, services, supervisor_for)
+    await fleet.start()
+    await fleet.settled()
+    (view,) = fleet.deployments()
+    assert view.routable, view.reason
+    return fleet
 
 
-async def bench_toy(ledger: Ledger, http: httpx.AsyncClient, controller: Controller) -> None:
-    runner = controller.runners[0]
-    endpoint = Endpoint(runner.base_url, "toy")
+def live_toy(fleet: Fleet) -> Live:
+    live = fleet.supervisors["toy"].live
+    assert live is not None
+    return live
+
+
+async def bench_toy(ledger: Ledger, http: httpx.AsyncClient, live: Live) -> None:
+    endpoint = Endpoint(live.base_url, "toy")
     settings = ServeSettings(concurrency=[1, 2, 4], num_requests=8, input_len=32, output_len=12)
     result = await run_serve(
-        endpoint, settings, ServerTokenizer(http, runner.base_url, "toy"), runner=Runner(endpoint)
+        endpoint, settings, ServerTokenizer(http, live.base_url, "toy"), runner=Runner(endpoint)
     )
-    save_to_ledger(ledger, Target(runner.base_url, "toy", runner.run_id), "toy", result)
+    save_to_ledger(ledger, Target(live.base_url, "toy", live.run_id), "toy", result)
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_deployment_page_shows_the_phases_the_ledger_holds(
     page.page.click("a:text-is('toy')")
     shown = page.page.locator("ol.phases .phase-name")
     expect(shown).to_have_text(phases)
-    expect(page.page.locator("pre.command")).to_contain_text("corral.testing.scripted_engine")
+    expect(page.page.locator("pre.command")).to_contain_text("scripted_engine.py")
     expect(page.page.locator("table.verify tbody tr").first).to_be_visible()
     page.page.screenshot(path=screenshots / "console-deployment.png", full_page=True)
     assert page.clean() == []

@@ -1,9 +1,30 @@
-"""Pure parts of the console's pages: the command diff between runs, the live counters."""
+"""Pure parts of the console's pages: the fleet cards, the command diff between runs, the
+live counters."""
 
 from __future__ import annotations
 
+from corral.config import Capabilities
+from corral.fleet import DeploymentView, Policy, Replica
 from corral.gateway.metrics import GatewayMetrics
-from corral.gateway.ui.views import command_diff, command_lines, live_view
+from corral.gateway.ui.views import command_diff, command_lines, fleet_view, live_view
+
+
+def test_fleet_cards_read_the_policy_and_show_why_a_deployment_without_replicas_is_down() -> None:
+    smol = Policy("smol", aliases=("default",), capabilities=Capabilities(context_length=4096),
+                  engine="llama-server")  # fmt: skip
+    up = DeploymentView(smol, (Replica("smol@a", "smol", "http://10.0.0.7:8001", routable=True,
+                                       state="ready"),), state="ready")  # fmt: skip
+    down = DeploymentView(Policy("big"), reason="port 8000 is in use", state="failed")
+    view = fleet_view([up, down], [], None, [])
+    hosts = {h["host"]: h["deployments"] for h in view["hosts"]}
+    (card,) = hosts["10.0.0.7"]
+    assert (card["name"], card["replica"], card["engine"]) == ("smol", "smol@a", "llama-server")
+    assert card["aliases"] == ["default"]
+    assert card["context_length"] == 4096
+    assert (card["state"], card["routable"], card["reason"]) == ("ready", True, "")
+    (failed,) = hosts["local"]
+    assert (failed["name"], failed["replica"], failed["routable"]) == ("big", None, False)
+    assert (failed["state"], failed["reason"]) == ("failed", "port 8000 is in use")
 
 
 def test_a_command_reads_one_option_per_line() -> None:
