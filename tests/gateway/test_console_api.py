@@ -20,7 +20,13 @@ from corral.gateway import GatewayServer
 from corral.gateway.auth import KeyRecord, hash_key
 from corral.gateway.ui import ConsoleSources
 from corral.gateway.ui.console import load_static
+from corral.ledger.db import open_ledger
+from corral.ledger.launches import runs_of
+from corral.serving import serve
 from tests.gateway.conftest import StartEngine, replica
+from tests.support.fleet import fleet_config, scripted
+from tests.support.vllm import free_port
+from tests.unit.test_render import cpu_box
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web" / "console"
@@ -170,3 +176,42 @@ def test_the_console_loads_nothing_from_elsewhere_and_stays_small() -> None:
     for name, body in static.items():
         text = body.decode()
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), name
+
+
+# -- wired by corral serve ----------------------------------------------------------------------
+async def test_serve_offers_stop_on_the_console_and_the_stop_is_what_v1_models_says(
+    tmp_path: Path,
+) -> None:
+    """`corral.serving.serve` hands the console its fleet: a stop from /ui ends the run the
+    way `corral stop` does, and the deployment stays listed, not routable, `stopped`."""
+    config = fleet_config(tmp_path, [scripted("m", tmp_path)])
+    config = config.model_copy(update={"gateway": GatewaySettings(port=free_port())})
+    stop, ready = asyncio.Event(), asyncio.Future[str]()
+    served = asyncio.ensure_future(serve(
+        config, tmp_path, Quiet(), stop=stop, on_ready=ready.set_result, detect=cpu_box,
+    ))  # fmt: skip
+    try:
+        url = await asyncio.wait_for(ready, 30)
+        async with httpx.AsyncClient(base_url=url) as client:
+            (card,) = (await client.get("/ui/api/fleet")).json()["hosts"][0]["deployments"]
+            assert (card["name"], card["state"], card["actions"]) == ("m", "ready", ["stop"])
+            header = {"X-Corral-Console": "1"}
+            done = await client.post("/ui/api/actions/stop/m", headers=header)
+            assert done.json() == {"ok": True, "message": "stopped m"}
+            (model,) = (await client.get("/v1/models")).json()["data"]
+            assert model["corral"]["routable"] is False
+            (card,) = (await client.get("/ui/api/fleet")).json()["hosts"][0]["deployments"]
+            assert (card["state"], card["actions"]) == ("stopped", [])
+            again = await client.post("/ui/api/actions/stop/m", headers=header)
+            assert again.status_code == 400
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(served, 30)
+    with open_ledger(tmp_path / "ledger.sqlite3") as ledger:
+        (run,) = runs_of(ledger, "m")
+    assert run["state"] == "stopped"
+
+
+class Quiet:
+    def say(self, deployment: str, kind: str, text: str) -> None:
+        pass
