@@ -151,7 +151,9 @@ async def toy_fleet(
     await fleet.start()
     await fleet.settled()
     (view,) = fleet.deployments()
-    assert view.routable, view.reason
+    if not view.routable:
+        await fleet.close(stop_engines=True)
+        raise AssertionError(f"toy did not serve: {view.state}: {view.reason}")
     return fleet
 
 
