@@ -168,8 +168,11 @@ class Supervisor:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
                 return "released"
-            death = await asyncio.to_thread(self._death, live, members)
-            misses = 0 if await self._answers(live) else misses + 1
+            # the group check (psutil, in a thread) and the probe run side by side
+            death, answers = await asyncio.gather(
+                asyncio.to_thread(self._death, live, members), self._answers(live)
+            )
+            misses = 0 if answers else misses + 1
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
