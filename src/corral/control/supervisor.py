@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -83,7 +83,11 @@ class Supervisor:
             replicas = (Replica(f"{self.name}@{url.split('://')[-1]}", self.name, url,
                                 routable=self.state == "ready", state=self.state,
                                 api_key=self.api_key),)  # fmt: skip
-        return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail)
+        policy = policy_of(self.deployment)
+        if self.live is not None and self.live.prepared.launch.served_name != self.name:
+            # the engine answers to the recipe's served name (the seed's GB10 run: the path)
+            policy = replace(policy, upstream_model=self.live.prepared.launch.served_name)
+        return DeploymentView(policy, replicas, self.reason, self.tail)
 
     # ---- the loop -----------------------------------------------------------------------
 
