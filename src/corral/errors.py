@@ -7,6 +7,10 @@
      │    └── PortInUseError  the port an engine or the gateway wants is taken
      ├── RecipeError          no recipe matches, or a recipe is malformed
      ├── HardwareError        detection failed in a way the user must know about
+     ├── HostError            another host can't be reached or used (names the host)
+     │    ├── HostUnreachableError  no SSH connection: down, partitioned, wrong address
+     │    ├── HostAuthError         the host refused our key
+     │    └── HostKeyError          the host's key is unknown or changed
      ├── PlanError            the planner lacks an input or the settings can't fit
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
      ├── BenchError           a benchmark could not run or its input is invalid
@@ -73,6 +77,26 @@ class RecipeError(CorralError):
 
 class HardwareError(CorralError):
     """Hardware detection failed in a way the user must know about."""
+
+
+class HostError(CorralError):
+    """Another host can't be reached, refused us, or lacks what a deployment needs."""
+
+    def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"host {host}: {message}", hint=hint)
+        self.host = host
+
+
+class HostUnreachableError(HostError):
+    """No SSH connection to the host (down, partitioned, wrong address or port)."""
+
+
+class HostAuthError(HostError):
+    """The host's sshd refused corral's key."""
+
+
+class HostKeyError(HostError):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
 
 
 class PlanError(CorralError):
