@@ -36,7 +36,8 @@ def netns_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[netns.Netn
         pegasus = fleet.hosts["pegasus"]
         write_script(
             pegasus.bin_dir / "nvidia-smi",
-            f'[ "$1 $2" = "-q -x" ] && exec cat {H100_XML}\necho "stand-in: only -q -x" >&2\nexit 2\n',
+            f'[ "$1 $2" = "-q -x" ] && exec cat {H100_XML}\n'
+            'echo "stand-in: only -q -x" >&2\nexit 2\n',
         )
         write_script(
             pegasus.bin_dir / "docker",

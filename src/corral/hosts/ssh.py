@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -105,10 +106,11 @@ def classify(target: SshTarget, stderr: str) -> HostError:
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "ssh failed without a message"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        sent = re.search(r"key sent by the remote host is\s+(\S+?)\.?$", text, re.MULTILINE)
         return HostKeyError(
             target.host,
-            f"the key of {target.address} differs from the one in {target.known_hosts}: "
-            "corral refuses to connect",
+            f"the key of {target.address} differs from the one in {target.known_hosts} "
+            f"(now {sent.group(1) if sent else 'unknown'}): corral refuses to connect",
             hint="if the host was reinstalled, confirm its new key fingerprint with its "
             f"owner, then `ssh-keygen -R {_known_name(target)} -f {target.known_hosts}` and "
             "add the new key; otherwise someone may be intercepting the connection",

@@ -1,0 +1,107 @@
+"""`corral hosts check` against namespace hosts: what is there, and each bad case named."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.hosts.conftest import host_entry, write_config
+from tests.support import netns
+
+
+def _config(fleet: netns.NetnsFleet, tmp_path: Path) -> Path:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "config.json").write_text("{}")
+    gpt_oss = {"model": "openai/gpt-oss-120b", "runtime": "docker", "recipe": "gpt-oss-120b-gb10"}
+    return write_config(
+        tmp_path / "corral.yaml",
+        {
+            "version": 1,
+            "home": str(tmp_path / "home"),
+            "store": {"roots": [{"name": "nfs", "path": str(store), "read_only": True}]},
+            "hosts": {
+                "pegasus": host_entry(fleet, "pegasus"),
+                "stella": host_entry(fleet, "stella", mounts={"nfs": str(tmp_path / "absent")}),
+                "venus": host_entry(fleet, "venus"),
+            },
+            "deployments": [
+                {"name": "big", "host": "pegasus", **gpt_oss},
+                {"name": "big-too", "host": "stella", **gpt_oss},
+                {"name": "small", "host": "stella", "model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+            ],
+        },
+    )
+
+
+def _check(config: Path, *names: str) -> tuple[int, list[dict[str, Any]]]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "corral",
+            "hosts",
+            "check",
+            "--config",
+            str(config),
+            "--json",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def _findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["what"]: f for f in report["findings"]}
+
+
+def test_a_ready_host_reports_gpus_docker_memory_store_and_clock(
+    netns_fleet: netns.NetnsFleet, tmp_path: Path
+) -> None:
+    code, reports = _check(_config(netns_fleet, tmp_path), "pegasus")
+    assert code == 0, reports
+    (report,) = reports
+    found = _findings(report)
+    assert all(f["level"] != "error" for f in found.values())
+    assert report["hardware"]["kind"] == "h100"  # the stand-in prints a real H100 capture
+    assert report["hardware"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert found["docker"]["detail"].startswith("docker 27.3.1")
+    assert "GiB available" in found["memory"]["detail"]
+    assert found["store:nfs"]["level"] in {"ok", "warn"}
+    assert abs(report["clock_skew_s"]) < 1.0  # one clock: the namespaces share it
+
+
+def test_each_problem_is_named_with_the_host_and_a_remedy(
+    netns_fleet: netns.NetnsFleet, tmp_path: Path
+) -> None:
+    config = _config(netns_fleet, tmp_path)
+    netns_fleet.partition("venus")
+    try:
+        code, reports = _check(config)
+    finally:
+        netns_fleet.heal("venus")
+    assert code == 1
+    by_host = {r["host"]: r for r in reports}
+    assert by_host["pegasus"]["ok"]
+    stella = _findings(by_host["stella"])
+    assert stella["docker"]["level"] == "error"
+    assert "big-too" in stella["docker"]["detail"]
+    assert stella["gpus:big-too"]["detail"] == "big-too needs 1 GPU(s), the host has 0"
+    assert stella["engine:vllm"]["level"] == "error"
+    assert "small" in stella["engine:vllm"]["detail"]
+    assert "absent is missing" in stella["store:nfs"]["detail"]
+    assert "hosts.stella.mounts.nfs" in stella["store:nfs"]["hint"]
+    venus = _findings(by_host["venus"])
+    assert venus["ssh"]["level"] == "error"
+    assert "cannot reach root@10.77.0.13" in venus["ssh"]["detail"]
+    assert not by_host["venus"]["ok"]
