@@ -194,6 +194,20 @@ class SshClient:
         )
         return done.returncode == 0
 
+    def master_pid(self) -> int | None:
+        """The master connection's process id, from `ssh -O check` ("Master running (pid=N)")."""
+        if not self.control_path.exists():
+            return None
+        done = subprocess.run(
+            [self.ssh, *self.options(), "-O", "check", self.target.address],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        found = re.search(r"pid=(\d+)", done.stderr)
+        return int(found.group(1)) if done.returncode == 0 and found else None
+
     def connect(self) -> float:
         """Start the master connection if it isn't up; the seconds the handshake took."""
         if self.alive():
