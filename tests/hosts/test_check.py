@@ -105,3 +105,24 @@ def test_each_problem_is_named_with_the_host_and_a_remedy(
     assert venus["ssh"]["level"] == "error"
     assert "cannot reach root@10.77.0.13" in venus["ssh"]["detail"]
     assert not by_host["venus"]["ok"]
+
+
+def test_hw_host_reads_the_hosts_hardware_over_ssh(
+    netns_fleet: netns.NetnsFleet, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    config = _config(netns_fleet, tmp_path)
+    argv = [sys.executable, "-m", "corral", "hw", "--json", "--config", str(config)]
+    remote = subprocess.run(
+        [*argv, "--host", "pegasus"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(remote.stdout)["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    bare = subprocess.run(
+        [*argv, "--host", "stella"], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert json.loads(bare.stdout)["kind"] == "cpu"

@@ -179,6 +179,12 @@ def hardware_from(sections: dict[str, tuple[int, str]]) -> HardwareInfo:
     return detect_from_smi(report, cpu, ram)
 
 
+def detect_remote(client: SshClient) -> HardwareInfo:
+    """The host's hardware, read over SSH with the probe's hardware sections only."""
+    script = probe_script(HostNeeds())
+    return hardware_from(parse_sections(client.run(["sh", "-c", script], timeout=60).stdout))
+
+
 def judge(
     report: HostReport, sections: dict[str, tuple[int, str]], needs: HostNeeds, host: Host
 ) -> None:
