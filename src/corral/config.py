@@ -134,6 +134,33 @@ class Deployment(Strict):
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    nodes: list[str] = Field(
+        default_factory=list,
+        description="hosts one engine spans (multi-node); the first is the head, where the "
+        "API server runs; `host` is then the head",
+    )
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+    distributed_backend: Literal["mp", "ray"] = Field(
+        default="mp",
+        description="multi-node: vLLM's own processes (`mp`: --nnodes/--node-rank/--headless) "
+        "or a Ray cluster corral starts on the nodes",
+    )
+    master_port: int = Field(
+        default=29501, ge=1, le=65535, description="multi-node: the head's rendezvous port"
+    )
+
+    @model_validator(mode="after")
+    def _head_is_the_host(self) -> Deployment:
+        if self.nodes:
+            if len(set(self.nodes)) != len(self.nodes):
+                raise ValueError(f"nodes {self.nodes} names a host twice")
+            if self.host not in LOCAL_NAMES and self.host != self.nodes[0]:
+                raise ValueError(
+                    f"host {self.host!r} is not the first of nodes {self.nodes} (the head)"
+                )
+            self.host = self.nodes[0]
+        return self
 
 
 class ApiKey(Strict):
@@ -237,12 +264,13 @@ class CorralConfig(Strict):
                     f"hosts.{name}.mounts names store roots {unknown} that store.roots lacks"
                 )
         for dep in self.deployments:
-            if dep.host not in LOCAL_NAMES and dep.host not in self.hosts:
-                known = ", ".join(sorted(self.hosts)) or "none"
-                raise ValueError(
-                    f"deployment {dep.name!r} runs on host {dep.host!r}, which `hosts:` "
-                    f"does not define (hosts: {known})"
-                )
+            for name in dict.fromkeys([dep.host, *dep.nodes]):
+                if name not in LOCAL_NAMES and name not in self.hosts:
+                    known = ", ".join(sorted(self.hosts)) or "none"
+                    raise ValueError(
+                        f"deployment {dep.name!r} runs on host {name!r}, which `hosts:` "
+                        f"does not define (hosts: {known})"
+                    )
         return self
 
     def host(self, name: str) -> Host:

@@ -100,6 +100,9 @@ def gpus_in_args(args: Iterable[str]) -> int:
 
 def _deployment_gpus(dep: Deployment, config: CorralConfig) -> int:
     """GPUs one deployment needs on its host; 0 for a recipe made for CPUs."""
+    if dep.nodes:  # vLLM splits the world evenly over the nodes
+        world = (dep.tensor_parallel_size or 1) * (dep.pipeline_parallel_size or 1)
+        return max(1, world // len(dep.nodes))
     if not dep.recipe:
         # Without a recipe only the deployment's own flags say it wants GPUs.
         asks = any(arg.partition("=")[0] in PARALLEL_FLAGS for arg in dep.args)
@@ -115,7 +118,7 @@ def needs_of(config: CorralConfig, host_name: str) -> HostNeeds:
     host = config.host(host_name)
     needs = HostNeeds()
     for dep in config.deployments:
-        if dep.host != host_name:
+        if host_name not in (dep.host, *dep.nodes):
             continue
         if dep.runtime == "docker":
             needs.docker.append(dep.name)
