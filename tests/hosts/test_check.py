@@ -30,7 +30,7 @@ def _config(fleet: netns.NetnsFleet, tmp_path: Path) -> Path:
                 "venus": host_entry(fleet, "venus"),
             },
             "deployments": [
-                {"name": "big", "host": "pegasus", **gpt_oss},
+                {"name": "big", "host": "pegasus", "bind": "0.0.0.0", **gpt_oss},
                 {"name": "big-too", "host": "stella", **gpt_oss},
                 {"name": "small", "host": "stella", "model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
             ],
@@ -78,6 +78,8 @@ def test_a_ready_host_reports_gpus_docker_memory_store_and_clock(
     assert found["docker"]["detail"].startswith("docker 27.3.1")
     assert "GiB available" in found["memory"]["detail"]
     assert found["store:nfs"]["level"] in {"ok", "warn"}
+    assert found["bind:big"]["level"] == "warn"
+    assert "binds 0.0.0.0" in found["bind:big"]["detail"]
     assert abs(report["clock_skew_s"]) < 1.0  # one clock: the namespaces share it
 
 

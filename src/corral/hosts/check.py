@@ -34,6 +34,7 @@ from corral.store.mount import advise, load_advice, mount_for
 
 Level = Literal["ok", "warn", "error"]
 MARK = "@@corral:"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 CLOCK_WARN_SECONDS = 1.0  # logs and metrics from two hosts stop lining up beyond this
 ENGINE_EXECUTABLES = {"vllm": "vllm", "sglang": "python3", "llama-server": "llama-server"}
 PARALLEL_FLAGS = {
@@ -68,6 +69,7 @@ class HostNeeds:
     executables: dict[str, list[str]] = field(default_factory=dict)  # exe → deployments
     gpus: dict[str, int] = field(default_factory=dict)  # deployment → GPUs on this host
     store: list[StoreNeed] = field(default_factory=list)
+    exposed: dict[str, str] = field(default_factory=dict)  # deployment → non-loopback bind
 
 
 @dataclass
@@ -126,6 +128,8 @@ def needs_of(config: CorralConfig, host_name: str) -> HostNeeds:
             exe = ENGINE_EXECUTABLES[dep.engine]
             needs.executables.setdefault(exe, []).append(dep.name)
         needs.gpus[dep.name] = _deployment_gpus(dep, config)
+        if dep.bind and dep.bind not in LOOPBACK:
+            needs.exposed[dep.name] = dep.bind
     needs.store = [StoreNeed(r.name, host.mounts.get(r.name, r.path)) for r in config.store.roots]
     return needs
 
@@ -197,6 +201,19 @@ def judge(
     _judge_gpus(report, needs, host)
     _judge_memory(report, sections)
     _judge_store(report, sections, needs)
+    _judge_exposure(report, needs)
+
+
+def _judge_exposure(report: HostReport, needs: HostNeeds) -> None:
+    for dep, bind in needs.exposed.items():
+        report.add(
+            f"bind:{dep}",
+            "warn",
+            f"{dep} binds {bind}: its API is reachable from that network, not only "
+            "through corral's SSH forward",
+            hint="remove `bind:` (engines default to loopback; decision 0014), or give the "
+            "engine an API key",
+        )
 
 
 def _judge_docker(
