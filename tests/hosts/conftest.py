@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from corral.hosts.ssh import SshClient, SshTarget
+from corral.hosts.sshhost import SshHost
 from tests.support import netns
 
 H100_XML = (
@@ -65,3 +67,21 @@ def host_entry(fleet: netns.NetnsFleet, name: str, **extra: Any) -> dict[str, An
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def ssh_target(fleet: netns.NetnsFleet, name: str, **settings: Any) -> SshTarget:
+    """How to log in to namespace host `name` (root, the session's key and known_hosts)."""
+    fields: dict[str, Any] = {
+        "address": fleet.hosts[name].address,
+        "user": "root",
+        "key": fleet.client_key,
+        "known_hosts": fleet.known_hosts,
+        "connect_timeout": 2.0,
+    }
+    return SshTarget(name, **(fields | settings))
+
+
+def ssh_host(fleet: netns.NetnsFleet, name: str, tmp: Path, control: str = "cm") -> SshHost:
+    """`SshHost` for namespace host `name`, its runs under `tmp/runs`."""
+    client = SshClient(ssh_target(fleet, name), tmp / control)
+    return SshHost(client, run_dir=str(tmp / "runs"))

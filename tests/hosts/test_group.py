@@ -18,24 +18,10 @@ from pathlib import Path
 
 from corral.hosts.group import Member, RankGroup
 from corral.hosts.multinode import Rank
-from corral.hosts.ssh import SshClient, SshTarget
-from corral.hosts.sshhost import SshHost
+from tests.hosts.conftest import ssh_host
 from tests.support import netns
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def host_of(fleet: netns.NetnsFleet, name: str, tmp: Path) -> SshHost:
-    h = fleet.hosts[name]
-    target = SshTarget(
-        name,
-        h.address,
-        user="root",
-        key=fleet.client_key,
-        known_hosts=fleet.known_hosts,
-        connect_timeout=2,
-    )
-    return SshHost(SshClient(target, tmp / "cm"), run_dir=str(tmp / "runs"))
 
 
 def scripted(port: int) -> tuple[str, ...]:
@@ -54,8 +40,8 @@ def test_killing_a_worker_rank_restarts_the_whole_group(
     netns_fleet: netns.NetnsFleet, tmp_path: Path
 ) -> None:
     pegasus, stella = (
-        host_of(netns_fleet, "pegasus", tmp_path),
-        host_of(netns_fleet, "stella", tmp_path),
+        ssh_host(netns_fleet, "pegasus", tmp_path),
+        ssh_host(netns_fleet, "stella", tmp_path),
     )
     head_port, worker_port = pegasus.free_port(), stella.free_port()
     env = {"PYTHONPATH": SRC}

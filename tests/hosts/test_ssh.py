@@ -11,21 +11,14 @@ from pathlib import Path
 import pytest
 
 from corral.errors import HostAuthError, HostKeyError, HostUnreachableError
-from corral.hosts.ssh import SshClient, SshTarget
+from corral.hosts.ssh import SshClient
 from corral.runtime.ports import free_port
+from tests.hosts.conftest import ssh_target
 from tests.support import netns
 
 
 def client(fleet: netns.NetnsFleet, name: str, tmp: Path, **target: object) -> SshClient:
-    settings: dict[str, object] = {
-        "address": fleet.hosts[name].address,
-        "user": "root",
-        "key": fleet.client_key,
-        "known_hosts": fleet.known_hosts,
-        "connect_timeout": 2.0,
-    }
-    settings.update(target)
-    return SshClient(SshTarget(name, **settings), tmp / "cm")  # type: ignore[arg-type]
+    return SshClient(ssh_target(fleet, name, **target), tmp / "cm")
 
 
 def test_command_runs_inside_the_host(netns_fleet: netns.NetnsFleet, tmp_path: Path) -> None:

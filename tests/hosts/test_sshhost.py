@@ -11,24 +11,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from corral.hosts.ssh import SshClient, SshTarget
-from corral.hosts.sshhost import SshHost
+from tests.hosts.conftest import ssh_host
 from tests.support import netns
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def host_of(fleet: netns.NetnsFleet, name: str, tmp: Path, control: str = "cm") -> SshHost:
-    h = fleet.hosts[name]
-    target = SshTarget(
-        name,
-        h.address,
-        user="root",
-        key=fleet.client_key,
-        known_hosts=fleet.known_hosts,
-        connect_timeout=2,
-    )
-    return SshHost(SshClient(target, tmp / control), run_dir=str(tmp / "runs"))
 
 
 def read_until(lines: list[str], source: object, word: str, limit: float = 30) -> None:
@@ -42,7 +28,7 @@ def read_until(lines: list[str], source: object, word: str, limit: float = 30) -
 def test_spawn_follow_adopt_and_stop_an_engine(
     netns_fleet: netns.NetnsFleet, tmp_path: Path
 ) -> None:
-    host = host_of(netns_fleet, "stella", tmp_path)
+    host = ssh_host(netns_fleet, "stella", tmp_path)
     port = host.free_port()
     assert not host.port_in_use("127.0.0.1", port)
     log = tmp_path / "run-1" / "engine.log"
@@ -57,7 +43,7 @@ def test_spawn_follow_adopt_and_stop_an_engine(
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         assert "s3cret" not in host.run(["ps", "-eo", "args"], timeout=10).stdout
         # After a corral restart: another client, the recorded pid and start time.
-        again = host_of(netns_fleet, "stella", tmp_path, control="cm-again")
+        again = ssh_host(netns_fleet, "stella", tmp_path, control="cm-again")
         assert again.alive(spawned.pid, spawned.started_at)
         assert not again.alive(spawned.pid, (spawned.started_at or 0) - 100)  # a reused pid
         members = again.group(spawned.pid)
@@ -82,7 +68,7 @@ def test_spawn_follow_adopt_and_stop_an_engine(
 def test_exit_status_and_last_lines_of_a_crash(
     netns_fleet: netns.NetnsFleet, tmp_path: Path
 ) -> None:
-    host = host_of(netns_fleet, "stella", tmp_path)
+    host = ssh_host(netns_fleet, "stella", tmp_path)
     log = tmp_path / "run-2" / "engine.log"
     spawned = host.spawn(
         ["sh", "-c", "echo starting; sleep 0.5; echo dying; exit 7"], {}, log, outlive=True
@@ -96,7 +82,7 @@ def test_exit_status_and_last_lines_of_a_crash(
 def test_a_partition_neither_ends_the_engine_nor_loses_a_line(
     netns_fleet: netns.NetnsFleet, tmp_path: Path
 ) -> None:
-    host = host_of(netns_fleet, "venus", tmp_path)
+    host = ssh_host(netns_fleet, "venus", tmp_path)
     log = tmp_path / "run-3" / "engine.log"
     script = "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); sleep 0.05; done"
     spawned = host.spawn(["sh", "-c", script], {}, log, outlive=True)
