@@ -11,6 +11,9 @@ from rich.table import Table
 from corral.cli.common import config_from, home_of, print_json
 from corral.hosts.check import HostReport, check_host, remote_hosts
 from corral.hosts.ssh import client_for
+from corral.ledger.db import open_ledger
+from corral.ledger.hosts import record_check
+from corral.paths import ledger_path
 
 hosts_app = typer.Typer(
     help="The other machines of the fleet, reached over SSH (no corral agent runs there).",
@@ -45,8 +48,12 @@ def check(
         check_host(name, cfg, client_for(cfg, name, home))
         for name in remote_hosts(cfg, names or ())
     ]
+    entries = [_as_json(r) for r in reports]
+    with open_ledger(ledger_path(home)) as ledger:
+        for entry in entries:
+            record_check(ledger, entry)
     if json_out:
-        print_json([_as_json(r) for r in reports])
+        print_json(entries)
     else:
         for report in reports:
             _print(report)
@@ -75,5 +82,6 @@ def _as_json(report: HostReport) -> dict[str, object]:
         "ok": not report.errors,
         "clock_skew_s": report.clock_skew,
         "hardware": report.hardware.model_dump(mode="json") if report.hardware else None,
+        "hardware_summary": report.hardware.summary() if report.hardware else None,
         "findings": [vars(f) for f in report.findings],
     }
