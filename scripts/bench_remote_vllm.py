@@ -16,7 +16,7 @@ interleaved in every round:
   forward   through the SSH forward to stella's loopback, no gateway
   gateway   corral's gateway (its own process, here) → the SSH forward → the engine
 
-Figures: non-streamed 1-token latency p50/p99, and a 128-token stream's time to first
+Figures: non-streamed 1-token latency p50/p99, and a 48-token stream's time to first
 token and tokens/s (median). "Gateway overhead through the SSH path" = gateway − direct.
 Prints a table, then one JSON line.
 """
@@ -28,6 +28,7 @@ import asyncio
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from corral.hosts.sshhost import SshHost  # noqa: E402
 from corral.store import default_model  # noqa: E402
 
 NAME = "smollm2-135m-instruct"
+STREAM_TOKENS = 48
 CHAT = "/v1/chat/completions"
 GATEWAY = """
 import asyncio, sys
@@ -142,10 +144,12 @@ async def one(session: aiohttp.ClientSession, url: str) -> float:
 
 
 async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
-    """(time to first token, tokens/s after it) of a 128-token stream."""
+    """(time to first token, tokens/s after it) of a STREAM_TOKENS-token stream."""
     start = time.perf_counter()
     first, tokens = 0.0, 0
-    async with session.post(url + CHAT, data=body(128, True), headers=HEADERS) as response:
+    async with session.post(
+        url + CHAT, data=body(STREAM_TOKENS, True), headers=HEADERS
+    ) as response:
         async for line in response.content:
             if line.startswith(b"data: {") and b'"content":"' in line:
                 tokens += 1
@@ -165,6 +169,8 @@ async def measure(urls: dict[str, str], rounds: int, streams: int) -> dict[str, 
             order = order[index % 3 :] + order[: index % 3]
             for name, url in order:
                 latency[name].append(await one(session, url))
+        for name, values in latency.items():
+            print(f"  {name:8} 1-token p50 {np.percentile(values, 50) * 1000:.2f} ms", flush=True)
         for _ in range(streams):
             for name, url in urls.items():
                 stream[name].append(await one_stream(session, url))
@@ -223,8 +229,6 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             gateway.kill()
             gateway.wait()
         if host is not None and spawned is not None:
-            import signal
-
             host.signal_group(spawned.pid, signal.SIGTERM)
             time.sleep(3)
             host.signal_group(spawned.pid, signal.SIGKILL)
@@ -235,8 +239,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--streams", type=int, default=6)
+    parser.add_argument("--streams", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
+    global STREAM_TOKENS  # noqa: PLW0603  (a command-line setting for the stream phase)
+    STREAM_TOKENS = args.tokens
+    # `timeout` sends SIGTERM: end like Ctrl-C, so the engine and the namespace are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     reason = netns.available()
     if reason:
         print(f"cannot run: {reason}")
