@@ -128,3 +128,18 @@ def test_hw_host_reads_the_hosts_hardware_over_ssh(
         [*argv, "--host", "stella"], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     assert json.loads(bare.stdout)["kind"] == "cpu"
+
+
+def test_preflight_blocks_only_the_deployments_of_a_bad_host(
+    netns_fleet: netns.NetnsFleet, tmp_path: Path
+) -> None:
+    from corral.config import load_config
+    from corral.hosts.check import blocked, preflight
+    from corral.hosts.ssh import client_for
+
+    config = load_config(_config(netns_fleet, tmp_path))
+    reports = preflight(config, lambda name: client_for(config, name, tmp_path / "home"))
+    assert sorted(reports) == ["pegasus", "stella"]  # venus runs nothing: not checked
+    stopped = blocked(config, reports)
+    assert sorted(stopped) == ["big-too", "small"]  # both on stella; pegasus's "big" goes on
+    assert str(stopped["small"]).startswith("host stella: docker: docker is not ")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -377,3 +377,33 @@ def require_ready(report: HostReport) -> None:
     first = report.errors[0]
     details = "; ".join(f"{f.what}: {f.detail}" for f in report.errors)
     raise HostError(report.host, details, hint=first.hint)
+
+
+def hosts_in_use(config: CorralConfig) -> list[str]:
+    """Every remote host some deployment runs on (a rank of it, for multi-node)."""
+    names = [n for dep in config.deployments for n in (dep.host, *dep.nodes)]
+    return [n for n in dict.fromkeys(names) if n not in LOCAL_NAMES]
+
+
+def preflight(config: CorralConfig, clients: Callable[[str], SshClient]) -> dict[str, HostReport]:
+    """Check every host in use before anything starts; a report per host, errors included.
+
+    `corral serve` starts nothing on a host whose report has errors (its deployments stay
+    visible as failed, with the report's first error as the reason) and goes on with the
+    other hosts.
+    """
+    return {name: check_host(name, config, clients(name)) for name in hosts_in_use(config)}
+
+
+def blocked(config: CorralConfig, reports: dict[str, HostReport]) -> dict[str, HostError]:
+    """Deployment name → the HostError that keeps it from starting (any of its hosts)."""
+    found: dict[str, HostError] = {}
+    for dep in config.deployments:
+        for name in (dep.host, *dep.nodes):
+            report = reports.get(name)
+            if report is not None and report.errors and dep.name not in found:
+                try:
+                    require_ready(report)
+                except HostError as exc:
+                    found[dep.name] = exc
+    return found
