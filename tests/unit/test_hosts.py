@@ -124,3 +124,19 @@ def test_a_mount_for_an_unknown_root_names_it() -> None:
     with pytest.raises(ConfigError) as caught:
         validate_config({"hosts": {"p": {"address": "p", "mounts": {"nas": "/mnt"}}}}, "f.yaml")
     assert "hosts.p.mounts names store roots ['nas']" in str(caught.value)
+
+
+def test_sshhost_parsers() -> None:
+    from corral.hosts.sshhost import create_time, env_lines, group_of, listening_ports
+
+    assert create_time("S 152219 1764625000 100") == ("S", 1764625000 + 1522.19)
+    assert create_time("") is None
+    tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n"  # 127.0.0.1:8080 LISTEN
+        "   1: 0100007F:A3C2 0100007F:1F90 01 00000000:00000000\n"  # an established one
+    )
+    assert listening_ports(tcp) == {8080}
+    ps = "  10  10 Ss\n  11  10 Sl\n  12  10 Z\n  13  99 S\n"
+    assert group_of(ps, 10) == [10, 11]
+    assert env_lines({"A": "x y", "B": "it's"}) == "A='x y'\nB='it'\"'\"'s'\n"
