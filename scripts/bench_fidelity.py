@@ -25,13 +25,17 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from statistics import median
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from tests.support.scripted import scripted_engine
 
 from corral.bench.client import Endpoint, build_payload
 from corral.bench.load import LevelRun, Request, Runner, run_async
 from corral.bench.metrics import summarize
-from corral.testing.launch import scripted_engine
 
 TTFT, ITL, TOKENS = 0.2, 0.02, 100
 LEVELS = ((1, 10), (256, 256))  # (concurrency, measured requests)

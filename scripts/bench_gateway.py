@@ -44,8 +44,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
-from corral.testing.launch import RunningEngine, start_scripted
+from tests.support.scripted import RunningEngine, start_scripted
 
 STACKS = ("corral", "aiohttp-aiohttp", "starlette-aiohttp", "starlette-httpx", "aiohttp-httpx")
 CHAT = "/v1/chat/completions"
@@ -75,13 +76,13 @@ async def _serve(stack: str, upstreams: dict[str, str]) -> None:
 
 async def _serve_corral(upstreams: dict[str, str]) -> int:
     from corral.config import GatewaySettings, Limits
-    from corral.controller.view import Replica, StaticFleet
+    from corral.fleet import Policy, Replica, StaticFleet
     from corral.gateway import GatewayServer
 
     roomy = Limits(max_in_flight=100_000, max_queue=100_000)
-    fleet = StaticFleet(
+    fleet = StaticFleet.of(
         [
-            Replica(id=name, served_name=name, base_url=url, limits=roomy, routable=True)
+            (Policy(name, limits=roomy), Replica(name, name, url, routable=True))
             for name, url in upstreams.items()
         ]
     )

@@ -99,6 +99,9 @@ class RestartPolicy(Strict):
     max_restarts: int = Field(default=3, ge=0)
     backoff_initial: float = Field(default=2.0, gt=0)
     backoff_max: float = Field(default=60.0, gt=0)
+    healthy_reset: float = Field(
+        default=60.0, gt=0, description="seconds serving after which the restart count resets"
+    )
 
 
 class Deployment(Strict):
@@ -242,6 +245,16 @@ class Host(Strict):
     )
 
 
+class ServeSettings(Strict):
+    """How `corral serve` treats the engines it runs."""
+
+    stop_engines_on_exit: bool = Field(
+        default=False,
+        description="Ctrl-C stops every engine (they die with serve); otherwise detached and "
+        "docker engines keep running and the next serve adopts them",
+    )
+
+
 class CorralConfig(Strict):
     """The whole corral.yaml."""
 
@@ -252,6 +265,7 @@ class CorralConfig(Strict):
     roles: dict[str, Role] = Field(default_factory=dict)
     hosts: dict[str, Host] = Field(default_factory=dict)
     recipes_dir: Path | None = None
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     deployments: list[Deployment] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -318,7 +332,10 @@ def default_deployment() -> Deployment:
 
 
 def default_config() -> CorralConfig:
-    return CorralConfig(deployments=[default_deployment()])
+    """The default fleet; Ctrl-C on its `corral serve` stops the engine too."""
+    return CorralConfig(
+        deployments=[default_deployment()], serve=ServeSettings(stop_engines_on_exit=True)
+    )
 
 
 def _format_location(loc: tuple[int | str, ...], data: Any) -> str:

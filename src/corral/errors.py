@@ -4,7 +4,8 @@
      ├── ConfigError          corral.yaml or a flag is invalid (names the key and the file)
      ├── StoreError           a model root or model is missing, corrupt, or can't be staged
      ├── EngineError          an engine failed to start, exited, or never became ready
-     │    └── PortInUseError  the port an engine or the gateway wants is taken
+     │    ├── PortInUseError  the port an engine or the gateway wants is taken
+     │    └── RuntimeMissing  the runtime a deployment needs (docker) is not installed
      ├── RecipeError          no recipe matches, or a recipe is malformed
      ├── HardwareError        detection failed in a way the user must know about
      ├── HostError            another host can't be reached or used (names the host)
@@ -12,6 +13,7 @@
      │    ├── HostAuthError         the host refused our key
      │    └── HostKeyError          the host's key is unknown or changed
      ├── PlanError            the planner lacks an input or the settings can't fit
+     │    └── DoesNotFit      the planner's figures refuse a deployment before launch
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
      ├── BenchError           a benchmark could not run or its input is invalid
      └── LedgerError          the SQLite ledger can't be opened or migrated
@@ -71,6 +73,10 @@ class PortInUseError(EngineError):
     """A port corral wants to listen on (or give an engine) is already taken."""
 
 
+class RuntimeMissing(EngineError):
+    """The runtime a deployment needs (the docker CLI) is not installed on its host."""
+
+
 class RecipeError(CorralError):
     """No recipe matches, or a recipe file is malformed."""
 
@@ -101,6 +107,10 @@ class HostKeyError(HostError):
 
 class PlanError(CorralError):
     """The planner lacks an input, or the settings cannot fit."""
+
+
+class DoesNotFit(PlanError):
+    """The planner's figures say the deployment cannot fit the hardware (refused)."""
 
 
 class VerifyError(CorralError):

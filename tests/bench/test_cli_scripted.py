@@ -15,7 +15,7 @@ import pytest
 from corral.bench.results import load_from_ledger
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
-from corral.testing.launch import RunningEngine, scripted_engine
+from tests.support.scripted import RunningEngine, scripted_engine
 
 FAST = ("--ttft", "0.02", "--itl", "0.002")
 

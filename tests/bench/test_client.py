@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from corral.bench.client import Endpoint, build_payload, stream_request
 from corral.bench.load import make_session
 from corral.bench.timeline import Timeline
-from corral.testing.launch import RunningEngine, scripted_engine
+from tests.support.scripted import RunningEngine, scripted_engine
 
 
 @pytest.fixture(scope="module")

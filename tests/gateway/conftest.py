@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from corral.config import Capabilities, GatewaySettings, Limits, Role, Timeouts
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
-from corral.testing.launch import RunningEngine, start_scripted
+from tests.support.scripted import RunningEngine, start_scripted
 
 StartEngine = Callable[..., RunningEngine]
+Served = tuple[Policy, Replica]
 
 
 @pytest.fixture
@@ -41,21 +42,16 @@ def replica(
     limits: Limits | None = None,
     timeouts: Timeouts | None = None,
     capabilities: Capabilities | None = None,
-) -> Replica:
-    """A routable replica for an engine (or a base URL, e.g. one nothing listens on)."""
+) -> Served:
+    """A routable replica for an engine (or a base URL, e.g. one nothing listens on), with
+    its deployment's policy."""
     base_url = engine if isinstance(engine, str) else engine.base_url
-    return Replica(
-        id=rid or base_url,
-        served_name=name,
-        base_url=base_url,
-        aliases=aliases,
-        roles=roles,
-        capabilities=capabilities or Capabilities(),
-        limits=limits or Limits(),
-        timeouts=timeouts,
-        routable=routable,
-        state="ready" if routable else "starting",
-    )
+    policy = Policy(
+        name, aliases=aliases, roles=roles, capabilities=capabilities or Capabilities(),
+        limits=limits or Limits(), timeouts=timeouts,
+    )  # fmt: skip
+    state = "ready" if routable else "starting"
+    return policy, Replica(rid or base_url, name, base_url, routable=routable, state=state)
 
 
 class Gateways:
@@ -66,14 +62,14 @@ class Gateways:
 
     async def start(
         self,
-        replicas: list[Replica],
+        replicas: list[Served],
         *,
         roles: dict[str, Role] | None = None,
         key_store: Any = None,
         **settings: Any,
     ) -> GatewayServer:
         server = GatewayServer(
-            StaticFleet(replicas),
+            StaticFleet.of(replicas),
             GatewaySettings(**settings),
             roles=roles,
             key_store=key_store,

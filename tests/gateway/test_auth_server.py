@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from corral.config import ApiKey, GatewaySettings, Limits
-from corral.controller.view import StaticFleet
 from corral.errors import ConfigError, PortInUseError
+from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
 from corral.ledger.db import open_ledger
@@ -229,7 +229,7 @@ async def test_metric_values_after_known_traffic(engines: StartEngine, gateways:
 class BrokenFleet:
     """A fleet view that fails: the gateway must still answer in the OpenAI shape."""
 
-    def replicas(self) -> list[Any]:
+    def deployments(self) -> list[Any]:
         raise RuntimeError("the fleet view broke")
 
 

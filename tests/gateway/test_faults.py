@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from corral.config import Limits, Timeouts
-from corral.testing.launch import RunningEngine
 from tests.gateway.conftest import Gateways, StartEngine, replica
 from tests.gateway.test_proxy import HELLO, engine_state
+from tests.support.scripted import RunningEngine
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from corral.config import Capabilities, GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
 from tests.support.vllm import LiveEngine
 
@@ -30,16 +30,12 @@ LONG = {
 
 @pytest.fixture
 async def gateway(vllm_engine: LiveEngine) -> AsyncIterator[GatewayServer]:
+    caps = Capabilities(context_length=4096)
+    policy = Policy(vllm_engine.served_name, aliases=("default",), capabilities=caps)
     replica = Replica(
-        id="vllm-0",
-        served_name=vllm_engine.served_name,
-        base_url=vllm_engine.base_url,
-        aliases=("default",),
-        capabilities=Capabilities(context_length=4096),
-        routable=True,
-        state="ready",
+        "vllm-0", vllm_engine.served_name, vllm_engine.base_url, routable=True, state="ready"
     )
-    server = GatewayServer(StaticFleet([replica]), GatewaySettings(), port=0)
+    server = GatewayServer(StaticFleet.of([(policy, replica)]), GatewaySettings(), port=0)
     await server.start()
     yield server
     await server.stop()

@@ -11,7 +11,6 @@ run `corral serve --config` with the stop timeout and hardening docs/monitoring.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import json
 import re
@@ -27,12 +26,12 @@ from typer.testing import CliRunner
 
 from corral.cli import app as cli_app
 from corral.config import GatewaySettings
-from corral.controller.deployment import RunnerDeps
-from corral.controller.view import StaticFleet
+from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.runtime.docker import DockerCli
-from corral.testing.launch import start_scripted
+from corral.runtime.process import ProcessRunning
 from tests.gateway.conftest import replica
+from tests.support.scripted import start_scripted
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,7 +55,7 @@ async def scrape_after_traffic(metrics_path: str) -> str:
     """Stream a few answers (reasoning, usage, gaps) and one unknown model, then scrape."""
     engine = start_scripted("--tokens", "3", "--reasoning-tokens", "2", "--itl", "0.01")
     try:
-        fleet = StaticFleet([replica(engine), replica("http://127.0.0.1:9", rid="dead")])
+        fleet = StaticFleet.of([replica(engine), replica("http://127.0.0.1:9", rid="dead")])
         server = GatewayServer(fleet, GatewaySettings(), port=0)
         await server.start()
         try:
@@ -256,7 +255,7 @@ def test_the_unit_runs_corral_serve_with_a_config_as_its_own_user() -> None:
 def test_the_stop_timeout_outlasts_corrals_own_sigterm_to_sigkill_grace() -> None:
     service = read_unit(UNIT)["Service"]
     assert one(service, "KillMode") == "mixed"
-    runner_grace = next(f.default for f in dataclasses.fields(RunnerDeps) if f.name == "grace")
+    runner_grace = inspect.signature(ProcessRunning.stop).parameters["grace"].default
     docker_grace = inspect.signature(DockerCli.stop).parameters["grace"].default
     # A process engine: grace for the leader, then grace again for members that outlived it.
     assert isinstance(runner_grace, float)

@@ -23,9 +23,8 @@ from corral.ledger.launches import launch_of, runs_of
 from corral.report.logbook import collect
 from corral.report.markdown import render
 from corral.runtime.detached import alive
-from corral.runtime.docker import DockerCli
-from corral.testing.launch import scripted_engine
 from tests.support.docker import install_fake_docker
+from tests.support.scripted import SCRIPTED, scripted_engine
 from tests.support.vllm import free_port
 from tests.unit.test_render import PEGASUS, cpu_box
 
@@ -34,7 +33,7 @@ SCRIPTED_RECIPE = {
     "description": "the scripted engine standing in for vLLM",
     "match": {"models": ["fake-model"], "hardware": ["cpu"]},
     "runtime": "process",
-    "process": {"command": ["{python}", "-m", "corral.testing.scripted_engine"]},
+    "process": {"command": ["{python}", str(SCRIPTED)]},
     "args": ["--model", "{served_name}", "--host", "{host}", "--port", "{port}", "--tokens", "8"],
     "served_name": "{served_name}",
     "known_issues": [
@@ -62,9 +61,9 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         yield opened
 
 
-def services_for(ledger: Ledger, home: Path, docker: DockerCli | None = None) -> Services:
+def services_for(ledger: Ledger, home: Path, docker: str = "docker") -> Services:
     said: list[str] = []
-    return Services(ledger, home, cpu_box, docker=docker or DockerCli(),
+    return Services(ledger, home, cpu_box, docker=docker,
                     say=lambda kind, text: said.append(f"{kind} {text}"))  # fmt: skip
 
 
@@ -122,7 +121,7 @@ def test_second_deploy_adopts_and_a_dead_engine_is_settled(tmp_path: Path, ledge
 def test_an_engine_that_exits_during_startup_fails_the_run(tmp_path: Path, ledger: Ledger) -> None:
     config = make_config(tmp_path, extra_args=["--no-such-flag"])
     services = services_for(ledger, tmp_path)
-    with pytest.raises(EngineError, match="exited during startup"):
+    with pytest.raises(EngineError, match="engine for 'fake' exited with code 2"):
         deploy(config, "fake", services, QUICK)
     run = runs_of(ledger, "fake")[-1]
     assert run["state"] == "failed"
@@ -144,7 +143,7 @@ def test_docker_deploy_watches_the_container_log(
     with scripted_engine("--tokens", "4", model=served) as engine:
         dep = config.deployments[0].model_copy(update={"port": engine.port, "bind": "127.0.0.1"})
         config = config.model_copy(update={"deployments": [dep], "home": tmp_path})
-        services = services_for(ledger, tmp_path, DockerCli(str(fake.executable)))
+        services = services_for(ledger, tmp_path, str(fake.executable))
         result = deploy(config, "gpt-oss-120b", services, DeployOptions(verify=False))
         facts = runs.facts(ledger, result.run_id)
         assert facts["kv_cache_tokens"] == "545824 tokens"
@@ -197,7 +196,8 @@ def test_a_hang_names_the_recipes_known_issue(
     tmp_path: Path, ledger: Ledger, shared_fixtures: Path
 ) -> None:
     """A GB10 start that stops at "Using Marlin backend" (a synthetic tail on a real log
-    head) and never answers: the error names the recipe's known issue and its remedy."""
+    head) and never answers: the known issue is recognised live, the start fails at once
+    with its remedy, and the container is removed."""
     real = (shared_fixtures / "logs" / "vllm" / "gpt-oss-120b-gb10-vllm-0.14.0rc1.log").read_text()
     hang = tmp_path / "hang.log"
     marlin = "(EngineCore_DP0 pid=1) INFO 02-09 07:27:31 [mxfp4.py:1] Using Marlin backend\n"
@@ -206,10 +206,12 @@ def test_a_hang_names_the_recipes_known_issue(
     config = load_config(PEGASUS)
     dep = config.deployments[0].model_copy(update={"port": free_port(), "bind": "127.0.0.1"})
     config = config.model_copy(update={"deployments": [dep], "home": tmp_path})
-    services = services_for(ledger, tmp_path, DockerCli(str(fake.executable)))
-    with pytest.raises(EngineError, match="not ready after 3 s") as err:
-        deploy(config, "gpt-oss-120b", services, DeployOptions(verify=False, timeout=3))
-    assert "known issue marlin-hang-sm12x" in str(err.value)
+    services = services_for(ledger, tmp_path, str(fake.executable))
+    began = time.monotonic()
+    with pytest.raises(EngineError, match="known issue marlin-hang-sm12x") as err:
+        deploy(config, "gpt-oss-120b", services, DeployOptions(verify=False, timeout=120))
+    assert time.monotonic() - began < 60  # seen in the log as it came, not at the timeout
+    assert "vllm-gb10" in str(err.value)  # the recipe's remedy
     assert "Using Marlin backend" in err.value.log_tail[-1]
     assert runs_of(ledger, "gpt-oss-120b")[-1]["state"] == "failed"
     assert ["rm", "-f", "gpt-oss-120b"] in fake.calls()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from corral.config import load_config
 from corral.engines.base import Fact, Phase
 from corral.engines.vllm import VllmLogParser
-from corral.errors import EngineError
+from corral.errors import EngineError, RuntimeMissing
 from corral.recipes.prepare import prepare
-from corral.runtime.docker import DockerCli, docker_run_argv, follow_startup, watch_lines
+from corral.runtime import DockerRuntime, LocalHost
+from corral.runtime.docker import DockerCli
 from tests.support.docker import FakeDocker, install_fake_docker
 from tests.unit.test_render import PEGASUS, cpu_box
 
@@ -24,61 +26,74 @@ def fake_docker(tmp_path: Path, shared_fixtures: Path) -> FakeDocker:
     return install_fake_docker(tmp_path / "bin", tmp_path / "docker-state", log)
 
 
-def gb10_run_argv(tmp_path: Path) -> list[str]:
-    prepared = prepare(load_config(PEGASUS), "gpt-oss-120b", tmp_path, cpu_box)
-    return docker_run_argv(prepared.launch, prepared.deployment.docker)
+def gb10(tmp_path: Path, fake: FakeDocker, env: dict[str, str] | None = None) -> tuple[
+    DockerRuntime, list[str], dict[str, str]
+]:  # fmt: skip
+    config = load_config(PEGASUS)
+    if env:
+        dep = config.deployments[0].model_copy(update={"env": env})
+        config = config.model_copy(update={"deployments": [dep]})
+    prepared = prepare(config, "gpt-oss-120b", tmp_path, cpu_box)
+    runtime = DockerRuntime(LocalHost(), str(fake.executable))
+    command = runtime.command(prepared.launch, prepared.deployment.docker)
+    return runtime, list(command.argv), dict(command.env)
 
 
-def test_run_follow_stop_remove(fake_docker: FakeDocker, tmp_path: Path) -> None:
-    cli = DockerCli(str(fake_docker.executable))
-    argv = gb10_run_argv(tmp_path)
-    container_id = cli.run(argv)
-    state = cli.state("gpt-oss-120b")
-    assert state is not None
-    assert state.running
-    assert state.id == container_id
-    seen: list[str] = []
-    startup = follow_startup(
-        cli, "gpt-oss-120b", VllmLogParser(year=2026), lambda e: seen.append(type(e).__name__)
+def test_launch_follow_stop_through_the_runtime(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    runtime, argv, _ = gb10(tmp_path, fake_docker)
+    command = runtime.command(
+        prepare(load_config(PEGASUS), "gpt-oss-120b", tmp_path, cpu_box).launch,
+        load_config(PEGASUS).deployments[0].docker,
     )
-    assert startup.ready
-    facts = {e.name: e.value for e in startup.events if isinstance(e, Fact)}
+    running = runtime.launch(command, tmp_path / "run.log")
+    assert running.alive()
+    assert running.identity.container == "gpt-oss-120b"
+    assert running.identity.container_id
+    parser = VllmLogParser(year=2026)
+    events = [e for line in running.lines(lambda: True) for e in parser.feed(line)]
+    # the runtime hands out lines only; the parser (the recorder's) finds the figures
+    facts = {e.name: e.value for e in events if isinstance(e, Fact)}
     assert facts["kv_cache_tokens"] == 545_824
-    assert facts["max_concurrency"] == 7.83
-    phases = [e.name for e in startup.events if isinstance(e, Phase)]
-    assert phases[0] == "config"
-    assert phases[-1] == "ready"
-    assert "Fact" in seen
-    cli.stop("gpt-oss-120b")
-    stopped = cli.state("gpt-oss-120b")
-    assert stopped is not None
-    assert not stopped.running
-    cli.remove("gpt-oss-120b")
-    assert cli.state("gpt-oss-120b") is None
+    assert [e.name for e in events if isinstance(e, Phase)][-1] == "ready"
+    assert "Application startup complete." in (tmp_path / "run.log").read_text()
+    again = runtime.adopt(running.identity, tmp_path / "run.log")
+    assert again is not None
+    assert again.stop()
+    assert not running.alive()
+    assert runtime.adopt(running.identity, tmp_path / "run.log") is None
     calls = fake_docker.calls()
     assert calls[0] == argv[1:]  # the exact rendered command reached docker
-    assert [c[0] for c in calls] == ["run", "inspect", "logs", "stop", "inspect", "rm", "inspect"]
-    assert calls[2] == ["logs", "-f", "gpt-oss-120b"]
+    assert ["stop", "--time", "30", "gpt-oss-120b"] in calls
+    assert ["rm", "-f", "gpt-oss-120b"] in calls
+
+
+def test_env_values_never_reach_the_docker_command_line(
+    fake_docker: FakeDocker, tmp_path: Path
+) -> None:
+    """`ps` shows a command line: the value goes through docker's own environment."""
+    _, argv, env = gb10(tmp_path, fake_docker, {"HF_TOKEN": "hf_secret_value"})
+    assert argv[argv.index("HF_TOKEN") - 1] == "-e"
+    assert env["HF_TOKEN"] == "hf_secret_value"
+    DockerCli(LocalHost(), str(fake_docker.executable)).run(argv, env)
+    assert "hf_secret_value" not in json.dumps(fake_docker.calls())
 
 
 def test_a_second_run_with_the_same_name_fails_with_a_hint(
     fake_docker: FakeDocker, tmp_path: Path
 ) -> None:
-    cli = DockerCli(str(fake_docker.executable))
-    cli.run(gb10_run_argv(tmp_path))
+    _, argv, env = gb10(tmp_path, fake_docker)
+    cli = DockerCli(LocalHost(), str(fake_docker.executable))
+    cli.run(argv, env)
     with pytest.raises(EngineError, match="already in use") as err:
-        cli.run(gb10_run_argv(tmp_path))
+        cli.run(argv, env)
     assert "corral stop" in str(err.value)
 
 
-def test_missing_docker_cli_is_an_engine_error(tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match=r"docker CLI .* was not found"):
-        DockerCli(str(tmp_path / "no-docker")).state("x")
-
-
-def test_watch_lines_stops_at_ready_and_keeps_a_tail(shared_fixtures: Path) -> None:
-    text = (shared_fixtures / "logs" / "vllm" / GB10_LOG).read_text()
-    lines = [*text.splitlines(keepends=True), "after ready\n"]
-    startup = watch_lines(iter(lines), VllmLogParser(year=2026))
-    assert startup.ready
-    assert "Application startup complete." in startup.tail[-1]
+def test_missing_docker_cli_is_named(tmp_path: Path) -> None:
+    missing = DockerRuntime(LocalHost(), str(tmp_path / "no-docker"))
+    command = missing.command(
+        prepare(load_config(PEGASUS), "gpt-oss-120b", tmp_path, cpu_box).launch,
+        load_config(PEGASUS).deployments[0].docker,
+    )
+    with pytest.raises(RuntimeMissing, match=r"docker CLI .* is not installed on host 'local'"):
+        missing.launch(command, tmp_path / "run.log")

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from corral.config import ApiKey, Capabilities, Limits, Role
-from corral.controller.view import Replica, StaticFleet
 from corral.errors import ConfigError
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway.admission import Admission
 from corral.gateway.app import normalize_path
 from corral.gateway.auth import Authenticator, KeyRecord, presented_key
@@ -26,8 +26,9 @@ from corral.gateway.sse import SseRelay
 from corral.ledger.db import open_ledger
 
 
-def rep(rid: str, name: str = "m", **kw: object) -> Replica:
-    return Replica(id=rid, served_name=name, base_url=f"http://{rid}", routable=True, **kw)  # type: ignore[arg-type]
+def rep(rid: str, name: str = "m", **kw: object) -> tuple[Policy, Replica]:
+    policy = Policy(name, **kw)  # type: ignore[arg-type]
+    return policy, Replica(id=rid, served_name=name, base_url=f"http://{rid}", routable=True)
 
 
 class Clock:
@@ -40,7 +41,7 @@ class Clock:
 
 # -- routing ------------------------------------------------------------------------------
 def test_resolves_served_name_alias_and_role() -> None:
-    fleet = StaticFleet(
+    fleet = StaticFleet.of(
         [
             rep("a", "small", aliases=("default",)),
             rep("b", "big", capabilities=Capabilities(context_length=32768, reasoning=True)),
@@ -56,13 +57,13 @@ def test_resolves_served_name_alias_and_role() -> None:
 
 
 def test_role_prefers_listed_names_then_declaring_deployments() -> None:
-    fleet = StaticFleet([rep("a", "one"), rep("b", "two", roles=("chat",)), rep("c", "three")])
+    fleet = StaticFleet.of([rep("a", "one"), rep("b", "two", roles=("chat",)), rep("c", "three")])
     assert Router(fleet, {"chat": Role()}).resolve("chat").served_name == "two"
     assert Router(fleet, {"chat": Role(prefer=["three"])}).resolve("chat").served_name == "three"
 
 
 def test_role_without_a_qualifying_replica_is_503_and_unknown_is_404() -> None:
-    router = Router(StaticFleet([rep("a", "small")]), {"thinker": Role(reasoning=True)})
+    router = Router(StaticFleet.of([rep("a", "small")]), {"thinker": Role(reasoning=True)})
     with pytest.raises(HttpError) as unavailable:
         router.resolve("thinker")
     assert unavailable.value.status == 503
@@ -73,7 +74,7 @@ def test_role_without_a_qualifying_replica_is_503_and_unknown_is_404() -> None:
 
 
 def test_not_routable_replica_is_not_a_candidate() -> None:
-    fleet = StaticFleet([Replica(id="a", served_name="m", base_url="http://a", routable=False)])
+    fleet = StaticFleet.of([(Policy("m"), Replica(id="a", served_name="m", base_url="http://a"))])
     with pytest.raises(HttpError) as info:
         Router(fleet).resolve("m")
     assert info.value.status == 503
@@ -82,7 +83,7 @@ def test_not_routable_replica_is_not_a_candidate() -> None:
 # -- balancing and the breaker ----------------------------------------------------------------
 def test_least_outstanding_wins() -> None:
     balancer = Balancer(failures=3, cooldown=10, clock=Clock())
-    replicas = [rep("a"), rep("b")]
+    replicas = [rep("a")[1], rep("b")[1]]
     balancer.begin("a")
     assert all(balancer.pick(replicas).id == "b" for _ in range(5))  # type: ignore[union-attr]
 
@@ -90,7 +91,7 @@ def test_least_outstanding_wins() -> None:
 def test_breaker_opens_then_probes_one_request_then_closes() -> None:
     clock = Clock()
     balancer = Balancer(failures=2, cooldown=10, clock=clock)
-    replicas = [rep("a"), rep("b")]
+    replicas = [rep("a")[1], rep("b")[1]]
     balancer.failed("a")
     balancer.failed("a")
     assert balancer.state("a") == "open"
@@ -109,10 +110,10 @@ def test_failed_probe_reopens() -> None:
     balancer = Balancer(failures=1, cooldown=5, clock=clock)
     balancer.failed("a")
     clock.now = 6
-    assert balancer.pick([rep("a")]) is not None
+    assert balancer.pick([rep("a")[1]]) is not None
     balancer.failed("a")
     assert balancer.state("a") == "open"
-    assert balancer.pick([rep("a")]) is None
+    assert balancer.pick([rep("a")[1]]) is None
 
 
 # -- admission -------------------------------------------------------------------------------

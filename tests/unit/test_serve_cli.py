@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from corral.config import Deployment
-from corral.controller.diagnose import StartFailure, explain
+from corral.control.diagnose import StartFailure, explain
 from corral.engines.base import Failure
 
 CORRAL = [sys.executable, "-m", "corral"]

@@ -12,10 +12,10 @@ import yaml
 
 from corral.config import Deployment, VerifyGate
 from corral.ledger import open_ledger
-from corral.testing.launch import scripted_engine
 from corral.verify import Status
 from corral.verify.gate import make_gate, run_gate
 from corral.verify.store import latest_verify_run, verify_summary
+from tests.support.scripted import scripted_engine
 
 
 def _deployment(gate: bool, checks: list[str] | None) -> Deployment:

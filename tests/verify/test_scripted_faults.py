@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from corral.config import Capabilities
-from corral.testing.launch import RunningEngine, scripted_engine
 from corral.verify import CHECK_NAMES, Status, Target, run_suite
+from tests.support.scripted import RunningEngine, scripted_engine
 
 # A model that can do everything, so no check is skipped.
 ALL = Capabilities(auto_tool_choice=True, reasoning=True)

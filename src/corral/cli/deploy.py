@@ -43,9 +43,8 @@ def _services(cfg: CorralConfig, console: Console) -> Services:
     def say(kind: str, text: str) -> None:
         console.print(f"[{STYLE.get(kind, 'bold')}]{kind:>8}[/] {text}", highlight=False)
 
-    return Services(
-        open_ledger(ledger_path(home)), home, detect_local, say=say, planner=plan_figures
-    )
+    return Services(open_ledger(ledger_path(home)), home, detect_local, say=say,
+                    planner=plan_figures)  # fmt: skip
 
 
 def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option)

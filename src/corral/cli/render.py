@@ -9,10 +9,10 @@ from rich.console import Console
 
 from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
+from corral.control.recorder import command_text as shown
 from corral.hardware.detect import detect_local
 from corral.recipes.prepare import Prepared, prepare
-from corral.recipes.render import shell_lines
-from corral.runtime.docker import docker_run_argv
+from corral.runtime import LocalHost, runtime_for
 
 
 def register(app: typer.Typer) -> None:
@@ -45,11 +45,10 @@ def render(
 
 
 def command_text(prepared: Prepared) -> str:
-    launch = prepared.launch
-    if launch.runtime == "docker":
-        argv = docker_run_argv(launch, prepared.deployment.docker)
-        return shell_lines(argv, breaks=(len(argv) - len(launch.argv) - 1,))
-    return shell_lines(launch.argv, launch.env)
+    """Exactly what `serve` and `deploy` run for it, through the same runtime (secret env
+    values masked)."""
+    runtime = runtime_for(prepared.launch.runtime, LocalHost(), supervised=False)
+    return shown(runtime.command(prepared.launch, prepared.deployment.docker))
 
 
 def explain(console: Console, prepared: Prepared) -> None:

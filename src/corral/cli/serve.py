@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from corral import serving
 from corral.cli.common import config_from, home_of, print_json
 from corral.config import CorralConfig
-from corral.controller import serve as serving
+from corral.deploy.planning import plan_figures
 from corral.errors import StoreError
 from corral.ledger import runs
 from corral.ledger.db import open_ledger
@@ -22,20 +24,24 @@ from corral.verify.gate import make_gate
 
 
 class ConsoleReporter:
-    """Prints each startup phase with its seconds as it ends."""
+    """Prints each deployment's progress (phases as they begin, with seconds since start)."""
+
+    QUIET = frozenset({"fact"})
 
     def __init__(self, console: Console, width: int = 12) -> None:
         self.console = console
         self.width = width
         self.t0 = time.monotonic()
 
-    def phase(self, deployment: str, name: str, seconds: float) -> None:
-        self.console.print(
-            f"  {deployment}  {name:<{self.width}} {seconds:6.1f} s", highlight=False
-        )
-
-    def note(self, deployment: str, message: str) -> None:
-        self.console.print(f"  {deployment}: {message}", highlight=False)
+    def say(self, deployment: str, kind: str, text: str) -> None:
+        if kind in self.QUIET:
+            return
+        at = time.monotonic() - self.t0
+        if kind == "phase":
+            line = f"  {deployment}  {text:<{self.width}} (at {at:5.1f} s)"
+        else:
+            line = f"  {deployment}: {kind} {text}"
+        self.console.print(line, highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,13 +60,26 @@ def serve(
         "--insecure-no-auth",
         help="allow a gateway bound beyond loopback to run WITHOUT API keys (logged loudly)",
     ),
+    stop_engines_on_exit: bool = typer.Option(
+        False,
+        "--stop-engines-on-exit",
+        help="Ctrl-C stops every engine too (the default without --config; with a config: "
+        "`serve: {stop_engines_on_exit: true}`)",
+    ),
 ) -> None:
-    """Start the deployments, then the OpenAI-compatible gateway, until Ctrl-C.
+    """Run every deployment in the config behind the OpenAI-compatible gateway, until Ctrl-C.
 
     Without --config: SmolLM2-135M-Instruct on vLLM's CPU build, served as
     `smollm2-135m-instruct` (alias `default`) on http://127.0.0.1:8000; the
-    model is pulled first if it is missing. Each startup phase is printed
-    with its seconds. Ctrl-C (or SIGTERM) stops the gateway and every engine.
+    model is pulled first if it is missing; Ctrl-C stops the gateway and the engine.
+
+    With --config: every deployment (process and docker) is started, or adopted when it
+    already runs (left by `corral deploy` or an earlier serve), and kept alive: a dead
+    engine is restarted with backoff; one that fails to start stays listed in /v1/models
+    (`routable: false`, with the reason) while the rest serve. While it runs, `corral
+    deploy NAME` and `corral stop NAME` from another terminal change what it routes within
+    about a second. Ctrl-C closes the gateway and leaves the engines running for the next
+    serve to adopt, unless --stop-engines-on-exit.
 
     A gateway bound beyond loopback (--host 0.0.0.0) refuses to start without API keys
     (`corral keys create`); --insecure-no-auth overrides that, loudly.
@@ -79,13 +98,21 @@ def serve(
     console = Console(stderr=True)
     serving.check_gateway_port(cfg)  # before a pull or an engine start, not after
     _ensure_default_model(cfg, home, console)
-    ok = asyncio.run(_serve(cfg, home, console))
+    stop_engines = stop_engines_on_exit or cfg.serve.stop_engines_on_exit
+
+    def reload() -> CorralConfig:
+        return config_from(config, gateway=gateway or None)
+
+    ok = asyncio.run(_serve(cfg, home, console, stop_engines, reload))
     if not ok:
         console.print("stopped before the fleet was ready")
         raise typer.Exit(130)
 
 
-async def _serve(cfg: CorralConfig, home: Path, console: Console) -> bool:
+async def _serve(
+    cfg: CorralConfig, home: Path, console: Console, stop_engines: bool,
+    reload: Callable[[], CorralConfig],
+) -> bool:  # fmt: skip
     stop = asyncio.Event()
     serving.install_stop_signals(stop)
     reporter = ConsoleReporter(console)
@@ -97,8 +124,12 @@ async def _serve(cfg: CorralConfig, home: Path, console: Console) -> bool:
 
     # Deployments with `verify.gate: true` stay out of routing until their suite passes.
     gate = make_gate(ledger_path(home))
-    ok = await serving.serve(cfg, home, reporter, stop=stop, on_ready=on_ready, gate=gate)
-    console.print("stopped: gateway closed, engines gone")
+    ok = await serving.serve(
+        cfg, home, reporter, stop=stop, on_ready=on_ready, gate=gate, stop_engines=stop_engines,
+        reload=reload, planner=plan_figures,
+    )  # fmt: skip
+    left = "engines gone" if stop_engines else "engines left running (`corral stop NAME`)"
+    console.print(f"stopped: gateway closed, {left}")
     return ok
 
 

@@ -16,14 +16,14 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from corral.config import GatewaySettings, Role
-from corral.controller.view import FleetView
+from corral.fleet import FleetView, all_replicas
 from corral.gateway import limits
 from corral.gateway.admission import Admission
 from corral.gateway.auth import Authenticator, KeySource, Principal
@@ -31,7 +31,7 @@ from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
-from corral.gateway.routing import Route, Router
+from corral.gateway.routing import CatalogEntry, Route, Router
 
 log = logging.getLogger("corral.gateway")
 
@@ -128,12 +128,12 @@ class Gateway:
 
     # -- small routes ----------------------------------------------------------------
     async def health(self, _request: web.BaseRequest, _who: Principal) -> web.StreamResponse:
-        ready = sum(1 for r in self.fleet.replicas() if r.routable)
+        ready = sum(1 for r in all_replicas(self.fleet) if r.routable)
         return json_response({"status": "ok", "routable_replicas": ready})
 
     async def models(self, _request: web.BaseRequest, who: Principal) -> web.StreamResponse:
         cards = [
-            _card(entry.name, entry.kind, entry.resolves_to, entry.routable, entry.context_length)
+            _card(entry)
             for entry in self.router.catalog()
             if who.may_use(entry.name, *entry.resolves_to)
         ]
@@ -143,10 +143,7 @@ class Gateway:
         name = normalize_path(request.path).removeprefix("/v1/models/")
         for entry in self.router.catalog():
             if entry.name == name and who.may_use(entry.name, *entry.resolves_to):
-                return json_response(
-                    _card(entry.name, entry.kind, entry.resolves_to, entry.routable,
-                          entry.context_length)
-                )  # fmt: skip
+                return json_response(_card(entry))
         raise HttpError(404, f"The model `{name}` does not exist.", param="model",
                         code="model_not_found")  # fmt: skip
 
@@ -160,7 +157,7 @@ class Gateway:
     def _replica_health(self) -> Iterable[str]:
         rows = [
             (r.served_name, r.id, r.routable, self.balancer.state(r.id))
-            for r in self.fleet.replicas()
+            for r in all_replicas(self.fleet)
         ]
         return replica_lines(rows)
 
@@ -226,13 +223,13 @@ class Gateway:
     def _exchange(
         self, endpoint: Endpoint, route: Route, payload: dict[str, object], started: float
     ) -> Exchange:
-        head = route.candidates[0]
-        limits.check_caps(payload, head.limits, head.capabilities)
-        limits.drop_engine_fields(payload, head.limits.allowed_fields)
+        policy = route.policy
+        limits.check_caps(payload, policy.limits, policy.capabilities)
+        limits.drop_engine_fields(payload, policy.limits.allowed_fields)
         stream = payload.get("stream") is True
         wants_usage = limits.wants_usage(payload)
         body = limits.upstream_body(payload, route.served_name, stream=stream and endpoint.rewrite)
-        timeouts = head.timeouts or self.settings.timeouts
+        timeouts = policy.timeouts or self.settings.timeouts
         return Exchange(
             path=endpoint.path, route=route, body=body, stream=stream, wants_usage=wants_usage,
             rewrite=endpoint.rewrite, started=started, timeouts=timeouts,
@@ -242,8 +239,8 @@ class Gateway:
     async def _admitted(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
         """Hold a slot of the deployment for the whole exchange."""
         name = ex.route.served_name
-        head = ex.route.candidates[0].limits
-        capacity = sum(r.limits.max_in_flight for r in ex.route.candidates)
+        head = ex.route.policy.limits
+        capacity = head.max_in_flight * len(ex.route.candidates)
         await self.admission.enter(name, capacity, head.max_queue, head.queue_timeout)
         try:
             return await self.upstream.forward(request, ex)
@@ -307,19 +304,16 @@ def json_response(obj: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(obj).encode(), headers=JSON_HEADERS)
 
 
-def _card(
-    name: str, kind: str, targets: Sequence[str], routable: bool, context: int | None
-) -> dict[str, object]:
-    """An OpenAI model card plus corral's routing facts under `corral`."""
-    return {
-        "id": name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "corral",
-        "corral": {
-            "kind": kind,
-            "resolves_to": list(targets),
-            "routable": routable,
-            "context_length": context,
-        },
+def _card(entry: CatalogEntry) -> dict[str, object]:
+    """An OpenAI model card plus corral's routing facts under `corral` (and, for a name
+    that can't take requests, why not and the engine's last lines)."""
+    facts: dict[str, object] = {
+        "kind": entry.kind,
+        "resolves_to": list(entry.resolves_to),
+        "routable": entry.routable,
+        "context_length": entry.context_length,
     }
+    if not entry.routable:
+        facts |= {"reason": entry.reason, "log_tail": list(entry.tail)}
+    return {"id": entry.name, "object": "model", "created": 0, "owned_by": "corral",
+            "corral": facts}  # fmt: skip

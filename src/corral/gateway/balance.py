@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from corral.controller.view import Replica
+from corral.fleet import Replica
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from corral.config import Timeouts
-from corral.controller.view import Replica
+from corral.fleet import Replica
 from corral.gateway import codec
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError, engine_error_body
@@ -33,6 +33,15 @@ from corral.gateway.routing import Route
 from corral.gateway.sse import DONE, SseRelay, error_event
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _upstream_headers(replica: Replica) -> dict[str, str]:
+    """An unmanaged endpoint may want its own key; corral's engines want none."""
+    if replica.api_key is None:
+        return JSON_HEADERS
+    return {**JSON_HEADERS, "Authorization": f"Bearer {replica.api_key}"}
+
+
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
@@ -202,7 +211,7 @@ class Upstream:
                 return await self.session.post(
                     replica.base_url + ex.path,
                     data=ex.body,
-                    headers=JSON_HEADERS,
+                    headers=_upstream_headers(replica),
                     timeout=self._client_timeout(ex.timeouts.connect),
                 )
         except TimeoutError as exc:

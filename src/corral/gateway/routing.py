@@ -7,8 +7,9 @@ first the served names in the role's `prefer` list, then deployments that list t
 then any other that qualifies. Several replicas with one served name are one deployment;
 which replica takes a request is the balancer's job (`balance.py`).
 
-`fleet.replicas()` is read once per request; resolution is a linear scan, which is cheaper
-than keeping an index in sync for fleets of tens of replicas.
+`fleet.deployments()` is read once per request; a route carries its deployment's policy
+(limits, capabilities, timeouts) and its routable replicas. Resolution is a linear scan,
+which is cheaper than keeping an index in sync for fleets of tens of deployments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from corral.config import Role
-from corral.controller.view import FleetView, Replica
+from corral.fleet import DeploymentView, FleetView, Policy, Replica
 from corral.gateway.errors import HttpError
 
 Kind = Literal["deployment", "alias", "role"]
@@ -32,6 +33,7 @@ class Route:
     served_name: str
     kind: Kind
     candidates: tuple[Replica, ...]
+    policy: Policy
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,13 @@ class CatalogEntry:
     routable: bool
     context_length: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    tail: tuple[str, ...] = ()
 
 
-def meets(replica: Replica, role: Role) -> bool:
-    """Whether a replica's capabilities satisfy a role's requirements."""
-    caps = replica.capabilities
+def meets(policy: Policy, role: Role) -> bool:
+    """Whether a deployment's capabilities satisfy a role's requirements."""
+    caps = policy.capabilities
     if caps.context_length < role.min_context:
         return False
     if role.tools and not caps.tools:
@@ -65,12 +69,12 @@ class Router:
 
     def resolve(self, name: str) -> Route:
         """The route for `name`; HttpError 404 (unknown, naming what exists) or 503 (none ready)."""
-        replicas = self.fleet.replicas()
-        route = _by_served_name(name, replicas) or _by_alias(name, replicas)
+        views = self.fleet.deployments()
+        route = _by_served_name(name, views) or _by_alias(name, views)
         if route is None:
-            route = self._by_role(name, replicas)
+            route = self._by_role(name, views)
         if route is None:
-            known = ", ".join(self.names(replicas)) or "none"
+            known = ", ".join(self.names(views)) or "none"
             raise HttpError(
                 404,
                 f"The model `{name}` does not exist. Models served here: {known}",
@@ -86,79 +90,85 @@ class Router:
             )
         return route
 
-    def _by_role(self, name: str, replicas: Sequence[Replica]) -> Route | None:
+    def _by_role(self, name: str, views: Sequence[DeploymentView]) -> Route | None:
         role = self.roles.get(name)
-        declared = [r for r in replicas if name in r.roles]
+        declared = [v for v in views if name in v.policy.roles]
         if role is None and not declared:
             return None
         role = role or Role()
-        qualified = [r for r in replicas if r.routable and meets(r, role)]
-        for served in _preference(name, role, qualified):
-            chosen = tuple(r for r in qualified if r.served_name == served)
-            return Route(name, served, "role", chosen)
-        return Route(name, name, "role", ())
+        qualified = [v for v in views if v.routable and meets(v.policy, role)]
+        for view in _preference(name, role, qualified):
+            return Route(name, view.name, "role", view.routable, view.policy)
+        return Route(name, name, "role", (), Policy(name))
 
-    def names(self, replicas: Sequence[Replica] | None = None) -> list[str]:
+    def names(self, views: Sequence[DeploymentView] | None = None) -> list[str]:
         """Every name a client may ask for: served names, aliases, roles (in that order)."""
-        replicas = self.fleet.replicas() if replicas is None else replicas
+        views = self.fleet.deployments() if views is None else views
         seen: dict[str, None] = {}
-        for rep in replicas:
-            seen.setdefault(rep.served_name)
-        for rep in replicas:
-            for alias in rep.aliases:
+        for view in views:
+            seen.setdefault(view.name)
+        for view in views:
+            for alias in view.policy.aliases:
                 seen.setdefault(alias)
-        for role in [*self.roles, *(ro for rep in replicas for ro in rep.roles)]:
+        for role in [*self.roles, *(ro for view in views for ro in view.policy.roles)]:
             seen.setdefault(role)
         return list(seen)
 
     def catalog(self) -> list[CatalogEntry]:
         """What `/v1/models` lists: each name with its kind and current resolution."""
-        replicas = self.fleet.replicas()
+        views = self.fleet.deployments()
+        by_name = {v.name: v for v in views}
         entries: list[CatalogEntry] = []
-        for name in self.names(replicas):
-            route = (
-                _by_served_name(name, replicas)
-                or _by_alias(name, replicas)
-                or self._by_role(name, replicas)
-            )
+        for name in self.names(views):
+            route = _by_served_name(name, views) or _by_alias(name, views)
+            route = route or self._by_role(name, views)
             if route is None:
                 continue
-            targets = _targets(name, route)
-            context = max((r.capabilities.context_length for r in route.candidates), default=None)
-            entries.append(CatalogEntry(name, route.kind, targets, bool(route.candidates), context))
+            context = route.policy.capabilities.context_length if route.candidates else None
+            entry = CatalogEntry(name, route.kind, _targets(name, route), bool(route.candidates),
+                                 context)  # fmt: skip
+            entries.append(_why_not(entry, by_name.get(route.served_name)))
         return entries
 
 
-def _by_served_name(name: str, replicas: Sequence[Replica]) -> Route | None:
-    matching = [r for r in replicas if r.served_name == name]
-    if not matching:
-        return None
-    return Route(name, name, "deployment", tuple(r for r in matching if r.routable))
+def _by_served_name(name: str, views: Sequence[DeploymentView]) -> Route | None:
+    for view in views:
+        if view.name == name:
+            return Route(name, name, "deployment", view.routable, view.policy)
+    return None
 
 
-def _by_alias(name: str, replicas: Sequence[Replica]) -> Route | None:
+def _by_alias(name: str, views: Sequence[DeploymentView]) -> Route | None:
     """An alias goes to the first deployment carrying it that has a routable replica."""
-    carrying = [r for r in replicas if name in r.aliases]
+    carrying = [v for v in views if name in v.policy.aliases]
     if not carrying:
         return None
-    ready = [r for r in carrying if r.routable]
-    served = (ready or carrying)[0].served_name
-    return Route(name, served, "alias", tuple(r for r in ready if r.served_name == served))
+    chosen = ([v for v in carrying if v.routable] or carrying)[0]
+    return Route(name, chosen.name, "alias", chosen.routable, chosen.policy)
 
 
-def _preference(name: str, role: Role, qualified: list[Replica]) -> list[str]:
-    """Served names in the order a role tries them: `prefer`, then declaring, then the rest."""
-    order: dict[str, None] = {}
-    available = {r.served_name for r in qualified}
+def _preference(name: str, role: Role, qualified: list[DeploymentView]) -> list[DeploymentView]:
+    """Deployments in the order a role tries them: `prefer`, then declaring, then the rest."""
+    order: dict[str, DeploymentView] = {}
+    by_name = {v.name: v for v in qualified}
     for served in role.prefer:
-        if served in available:
-            order.setdefault(served)
-    for rep in qualified:
-        if name in rep.roles:
-            order.setdefault(rep.served_name)
-    for rep in qualified:
-        order.setdefault(rep.served_name)
-    return list(order)
+        if served in by_name:
+            order.setdefault(served, by_name[served])
+    for view in qualified:
+        if name in view.policy.roles:
+            order.setdefault(view.name, view)
+    for view in qualified:
+        order.setdefault(view.name, view)
+    return list(order.values())
+
+
+def _why_not(entry: CatalogEntry, view: DeploymentView | None) -> CatalogEntry:
+    """A name that can't take requests carries its deployment's reason and last lines."""
+    if entry.routable or view is None:
+        return entry
+    reason = view.reason or "no replica is ready yet"
+    return CatalogEntry(entry.name, entry.kind, entry.resolves_to, False, None, entry.extra,
+                        reason, view.tail)  # fmt: skip
 
 
 def _targets(name: str, route: Route) -> tuple[str, ...]:

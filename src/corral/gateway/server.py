@@ -24,8 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from corral.config import GatewaySettings, Role
-from corral.controller.view import FleetView
 from corral.errors import ConfigError, PortInUseError
+from corral.fleet import FleetView
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
 

@@ -85,6 +85,17 @@ def mark_ready(ledger: Ledger, run_id: int, at: float) -> None:
         conn.execute("UPDATE runs SET state = 'ready', ready_at = ? WHERE id = ?", (at, run_id))
 
 
+def set_state(ledger: Ledger, run_id: int, state: str) -> None:
+    """E.g. `stopping`: a stop is under way, so a supervisor doesn't take the exit for a crash."""
+    with ledger.transaction() as conn:
+        conn.execute("UPDATE runs SET state = ? WHERE id = ?", (state, run_id))
+
+
+def run_row(ledger: Ledger, run_id: int) -> dict[str, Any]:
+    row = ledger.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return dict(row) if row is not None else {}
+
+
 def end_run(ledger: Ledger, run_id: int, state: str, exit_code: int | None, at: float) -> None:
     """The run ended: `stopped` (asked to) or `failed`."""
     with ledger.transaction() as conn:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from corral.errors import PlanError
+from corral.errors import DoesNotFit, PlanError
 from corral.hardware.profiles import HardwareProfile
 from corral.planner import kvcache
 from corral.planner.engine import (
@@ -236,7 +236,7 @@ def check_fits(layout: kvcache.Layout, available: int, max_len: int, in_flight: 
     if needed <= available:
         return
     fits = kvcache.largest_max_len(layout, available, 1, in_flight, max_len)
-    raise PlanError(
+    raise DoesNotFit(
         f"one request at max-model-len {max_len:,} needs {needed / GIB:.2f} GiB of KV cache "
         f"but only {available / GIB:.2f} GiB is available: short by "
         f"{(needed - available) / GIB:.2f} GiB",

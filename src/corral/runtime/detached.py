@@ -1,9 +1,9 @@
 """An engine as a detached local process: it outlives the `corral deploy` that started it.
 
-`corral serve` supervises its engines in-process (runtime/process.py); `corral deploy`
-launches and returns, like `docker run -d`, so the engine gets its own session, its output
-goes to a log file, and it is found again by pid (checked against its start time, so a
-reused pid is not taken for it) for `corral logs`, `corral stop` and adoption.
+The low-level steps of runtime/process.py's `DetachedRuntime` on this machine (through
+`LocalHost`): the engine gets its own session, its output goes to a log file, and it is
+found again by pid (checked against its start time, so a reused pid is not taken for it)
+for `corral logs`, `corral stop` and adoption.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -22,7 +22,7 @@ from corral.errors import EngineError
 PID_TIME_SLACK = 2.0
 
 
-def spawn(argv: list[str] | tuple[str, ...], env: Mapping[str, str], log_path: Path) -> int:
+def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int:
     """Start `argv` in a new session with output to `log_path`; its pid.
 
     posix_spawn rather than Popen: a Popen object dropped while its child runs warns (and

@@ -1,13 +1,13 @@
-"""A deployment as a Docker container, through the `docker` CLI.
+"""An engine as a Docker container, through the `docker` CLI on a host.
 
-    stopped ──start()──▶ starting ──(log says ready)──▶ ready ──stop()──▶ stopping ──▶ stopped
-                            └──(container exits / failure line / timeout)──▶ failed
-
-`docker_run_argv` builds the exact `docker run` command from a rendered deployment (name,
-`--privileged`, `--gpus`, `--ipc`, network mode, read-only model mount, env, restart
-policy, image, engine argv). `DockerCli` runs docker and nothing else; `follow_startup`
-feeds `docker logs -f` to the engine's log parser, the same parser a local process's
-output goes through, so phases and capacity facts are the same whichever runtime ran it.
+`docker_run_argv` builds the exact `docker run -d` command from a rendered deployment
+(name, `--privileged`, `--gpus`, `--ipc`, network mode, read-only model mount, env,
+restart policy, image, engine argv) in the seed's option order. A secret's value (a
+variable named like a key or token, control/secrets.py) never goes on the command line,
+where `ps` shows it: `-e KEY` names it and the value reaches `docker run` through its own
+environment. `DockerCli` runs docker and
+nothing else; `ContainerRunning.lines()` is `docker logs -f`, copied to the run's log
+file so the startup outlives the container.
 
 Why the CLI and not the Docker SDK: the rendered command is what the operator can read,
 paste and rerun by hand (the seed's logbook keeps exactly that), and tests can put a
@@ -16,15 +16,20 @@ stand-in `docker` on PATH. Blocking calls: run them in a thread from async code.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from corral.config import DockerOptions
-from corral.engines.base import EngineEvent, Failure, LogParser, Phase
-from corral.errors import EngineError
+from corral.errors import EngineError, RuntimeMissing
 from corral.recipes.render import EngineLaunch
+from corral.runtime.base import Command, Identity
+from corral.runtime.host import Host
+from corral.secrets import is_secret
+
+__all__ = ["ContainerRunning", "ContainerState", "DockerCli", "DockerRuntime", "docker_run_argv"]
 
 
 def docker_run_argv(
@@ -54,7 +59,7 @@ def docker_run_argv(
     for host_path, inside in launch.mounts:
         argv += ["-v", f"{host_path}:{inside}:ro"]
     for key, value in launch.env:
-        argv += ["-e", f"{key}={value}"]
+        argv += ["-e", key if is_secret(key) else f"{key}={value}"]
     argv += [*container.extra, *options.extra, options.image or container.image]
     return argv + list(launch.argv)
 
@@ -73,28 +78,31 @@ class ContainerState:
 class DockerCli:
     """The docker commands corral uses. `docker` is the executable (a stand-in in tests)."""
 
-    def __init__(self, docker: str = "docker", timeout: float = 120.0) -> None:
+    def __init__(self, host: Host, docker: str = "docker", timeout: float = 120.0) -> None:
+        self.host = host
         self.docker = docker
         self.timeout = timeout
 
-    def _call(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _call(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(
-                [self.docker, *args],
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except FileNotFoundError:
+            return self.host.run([self.docker, *args], timeout=self.timeout, env=env)
+        except EngineError:
             raise EngineError(
-                f"the docker CLI ({self.docker!r}) was not found",
+                f"the docker CLI ({self.docker!r}) was not found on host {self.host.name!r}",
                 hint="install Docker, or use `runtime: process` for this deployment",
             ) from None
 
-    def run(self, argv: list[str]) -> str:
+    def available(self) -> bool:
+        """Whether the docker CLI exists here (a docker deployment needs it)."""
+        if self.host.name == "local":
+            return shutil.which(self.docker) is not None
+        return True
+
+    def run(self, argv: list[str], env: Mapping[str, str]) -> str:
         """Run `docker run -d ...` (argv[0] is replaced by this CLI); returns the id."""
-        done = self._call(*argv[1:])
+        done = self._call(*argv[1:], env=env)
         if done.returncode != 0:
             raise EngineError(
                 f"docker run failed (exit {done.returncode}): {done.stderr.strip()}",
@@ -114,8 +122,7 @@ class DockerCli:
 
     def logs(self, name: str, *, follow: bool = False) -> subprocess.Popen[str]:
         """`docker logs [-f] NAME` with stderr merged into stdout (engines log to stderr)."""
-        argv = [self.docker, "logs", *(["-f"] if follow else []), name]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return self.host.stream([self.docker, "logs", *(["-f"] if follow else []), name])
 
     def stop(self, name: str, *, grace: int = 30) -> None:
         done = self._call("stop", "--time", str(grace), name)
@@ -129,70 +136,88 @@ class DockerCli:
 
 
 @dataclass
-class Startup:
-    """What `follow_startup` saw: every event, and how it ended."""
+class ContainerRunning:
+    """A container by name. Its log lines are copied to `log_path` as they are read."""
 
-    events: list[EngineEvent] = field(default_factory=list)
-    ready: bool = False
-    failure: Failure | None = None
-    tail: list[str] = field(default_factory=list)
+    cli: DockerCli
+    identity: Identity
+    log_path: Path
 
+    @property
+    def name(self) -> str:
+        assert self.identity.container is not None
+        return self.identity.container
 
-def watch_lines(
-    lines: Iterable[str],
-    parser: LogParser,
-    on_event: Callable[[EngineEvent], None] = lambda _e: None,
-    *,
-    stop_at_ready: bool = True,
-) -> Startup:
-    """Feed log lines to `parser` until the `ready` phase (or the lines end).
+    def alive(self) -> bool:
+        state = self.cli.state(self.name)
+        return state is not None and state.running
 
-    Runtime-independent: a process's output or `docker logs -f` go through here alike.
-    A Failure event is recorded but does not stop the watch: the engine may still exit or
-    recover, and the caller decides (e.g. a timeout) what it means.
-    """
-    startup = Startup()
-    for line in lines:
-        startup.tail = [*startup.tail[-19:], line.rstrip("\n")]
-        for event in parser.feed(line):
-            startup.events.append(event)
-            on_event(event)
-            if isinstance(event, Failure) and startup.failure is None:
-                startup.failure = event
-            if isinstance(event, Phase) and event.name == "ready":
-                startup.ready = True
-        if startup.ready and stop_at_ready:
-            break
-    return startup
+    def exit_code(self) -> int | None:
+        state = self.cli.state(self.name)
+        return state.exit_code if state is not None and not state.running else None
 
+    def group(self) -> list[int]:
+        return [1] if self.alive() else []
 
-def _lines(proc: subprocess.Popen[str], deadline: float) -> Iterator[str]:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        yield line
-        if time.monotonic() > deadline:
-            return
-
-
-def follow_startup(
-    cli: DockerCli,
-    name: str,
-    parser: LogParser,
-    on_event: Callable[[EngineEvent], None] = lambda _e: None,
-    *,
-    timeout: float = 600.0,
-) -> Startup:
-    """Follow `docker logs -f NAME` through the parser until ready, exit, or `timeout`.
-
-    The timeout is checked as lines arrive; an engine that hangs silently (the GB10 Marlin
-    hang) is caught by the caller's readiness probe deadline, not here.
-    """
-    proc = cli.logs(name, follow=True)
-    try:
-        return watch_lines(_lines(proc, time.monotonic() + timeout), parser, on_event)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
+    def lines(self, keep_going: Callable[[], bool]) -> Iterator[str]:
+        proc = self.cli.logs(self.name, follow=True)
+        assert proc.stdout is not None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.log_path.open("a", encoding="utf-8") as copy:
+                for line in proc.stdout:
+                    copy.write(line)
+                    copy.flush()
+                    yield line
+                    if not keep_going():
+                        return
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(10)
             proc.stdout.close()
+
+    def stop(self, grace: float = 30.0) -> bool:
+        """`docker stop` then `docker rm` (an exited container keeps its name)."""
+        if self.cli.state(self.name) is None:
+            return False
+        self.cli.stop(self.name, grace=int(grace))
+        self.cli.remove(self.name)
+        return True
+
+
+@dataclass
+class DockerRuntime:
+    host: Host
+    docker: str = "docker"
+    kind: str = "docker"
+    outlives_corral: bool = True
+
+    @property
+    def cli(self) -> DockerCli:
+        return DockerCli(self.host, self.docker)
+
+    def command(self, launch: EngineLaunch, options: DockerOptions) -> Command:
+        argv = docker_run_argv(launch, options, self.docker)
+        return Command(tuple(argv), dict(launch.env), launch.container_name,
+                       breaks=(len(argv) - len(launch.argv) - 1,), env_on_line=False)  # fmt: skip
+
+    def launch(self, command: Command, log_path: Path) -> ContainerRunning:
+        cli = self.cli
+        if not cli.available():
+            raise RuntimeMissing(
+                f"the docker CLI ({self.docker!r}) is not installed on host {self.host.name!r}",
+                hint="install Docker, or use `runtime: process` for this deployment",
+            )
+        cid = cli.run(list(command.argv), command.env)
+        return ContainerRunning(cli, Identity(container=command.container, container_id=cid),
+                                log_path)  # fmt: skip
+
+    def adopt(self, identity: Identity, log_path: Path) -> ContainerRunning | None:
+        if identity.container is None:
+            return None
+        running = ContainerRunning(self.cli, identity, log_path)
+        if running.alive():
+            return running
+        running.stop()  # an exited container keeps its name; `docker rm` frees it
+        return None

@@ -2,7 +2,7 @@
 by flags, for the faults a real engine won't produce on demand (and for overhead and
 benchmark-fidelity measurements, where its timing is the known truth).
 
-    python -m corral.testing.scripted_engine --port 0 --ttft 0.2 --itl 0.02 --tokens 64
+    python tests/support/scripted_engine.py --port 0 --ttft 0.2 --itl 0.02 --tokens 64
 
 It prints `READY port=<port>` on stdout once listening. Every generated token is the text
 "tok" + a space, so usage counts are exact. Faults (each off by default):
@@ -68,7 +68,7 @@ QUIRKS = {
 # forget-needle quirk), so needle-in-a-haystack checks can pass and fail on demand.
 NEEDLE = re.compile(r"The pass key is (\d+)")
 
-TOKEN = "tok "  # noqa: S105  (a generated word, not a secret)
+TOKEN = "tok "
 
 
 @dataclass
@@ -333,7 +333,7 @@ class Engine:
             return True
         if s.fail_when_concurrent and st.running > s.fail_when_concurrent:
             return True
-        return s.fail_rate > 0 and random.random() < s.fail_rate  # noqa: S311
+        return s.fail_rate > 0 and random.random() < s.fail_rate
 
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         request["x_recv"] = time.perf_counter()
@@ -557,7 +557,7 @@ async def _serve(script: Script, host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port, backlog=4096)
     await site.start()
     bound = runner.addresses[0][1]
-    print(f"READY port={bound}", flush=True)  # noqa: T201
+    print(f"READY port={bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -11,6 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPTED = Path(__file__).with_name("scripted_engine.py")
+"""The scripted engine's file: run it as `python SCRIPTED --port 0 ...`."""
 
 
 @dataclass
@@ -37,11 +41,10 @@ class RunningEngine:
 
 
 def start_scripted(*args: str, model: str = "scripted", timeout: float = 30.0) -> RunningEngine:
-    """Launch `python -m corral.testing.scripted_engine ARGS` on a free port; wait for READY."""
+    """Launch `python SCRIPTED ARGS` on a free port; wait for READY."""
     argv = [
         sys.executable,
-        "-m",
-        "corral.testing.scripted_engine",
+        str(SCRIPTED),
         "--port",
         "0",
         "--model",

@@ -1,0 +1,136 @@
+"""The fleet `corral serve` runs: a supervisor per deployment, reconciled with the ledger.
+
+    fleet = Fleet(config, services, supervisor_for)
+    await fleet.start()          # a supervisor per deployment in the config
+    await fleet.settled()        # every one of them ready or failed once
+    fleet.deployments()          # the FleetView the gateway reads
+    await fleet.close(stop_engines=False)
+
+The ledger is the shared record between a running serve and the CLI (docs/decisions/
+0002-one-control-plane.md): every `poll` seconds the fleet looks for live runs of
+deployments it has no supervisor for (a `corral deploy NAME` from another terminal) and
+adopts them; a supervisor releases a run that `corral stop` ended. Nothing else is
+restarted when one deployment changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+
+from corral.config import CorralConfig, Deployment
+from corral.control.pipeline import Services, stop_deployment
+from corral.control.supervisor import Supervisor
+from corral.errors import CorralError, EngineError
+from corral.fleet import DeploymentView
+from corral.ledger.db import Ledger
+from corral.ledger.launches import live_run
+
+__all__ = ["Fleet", "port_conflicts"]
+
+SupervisorFor = Callable[[CorralConfig, Deployment, bool], Supervisor]
+
+
+def port_conflicts(deployments: Sequence[Deployment]) -> dict[str, str]:
+    """Deployment name → why it is refused: a port another deployment on its host asks for."""
+    owner: dict[tuple[str, int], str] = {}
+    refused: dict[str, str] = {}
+    for dep in deployments:
+        if dep.port is None:
+            continue
+        key = (dep.host, dep.port)
+        if key in owner:
+            refused[dep.name] = (f"deployments {owner[key]!r} and {dep.name!r} both ask for "
+                                 f"port {dep.port} on host {dep.host!r}")  # fmt: skip
+        else:
+            owner[key] = dep.name
+    return refused
+
+
+def live_names(ledger: Ledger) -> list[str]:
+    """Deployments with a run that has not ended."""
+    rows = ledger.conn.execute(
+        "SELECT DISTINCT d.name FROM runs r JOIN deployments d ON d.id = r.deployment_id "
+        "WHERE r.ended_at IS NULL"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+class Fleet:
+    """Supervisors by deployment name; the gateway's FleetView."""
+
+    def __init__(self, config: CorralConfig, services: Services, supervisor_for: SupervisorFor,
+                 *, poll: float = 0.5, reload: Callable[[], CorralConfig] | None = None
+                 ) -> None:  # fmt: skip
+        self.config = config
+        self.services = services
+        self.supervisor_for = supervisor_for
+        self.poll = poll
+        self.reload = reload
+        self.supervisors: dict[str, Supervisor] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    def deployments(self) -> Sequence[DeploymentView]:
+        return [s.view() for s in self.supervisors.values()]
+
+    async def start(self) -> None:
+        refused = port_conflicts(self.config.deployments)
+        for dep in self.config.deployments:
+            sup = self._add(dep, desired=dep.name not in refused)
+            if dep.name in refused:
+                sup.state, sup.reason = "failed", refused[dep.name]
+                sup.settled.set()
+        self._poller = asyncio.create_task(self._adopt_new_runs())
+
+    def _add(self, dep: Deployment, *, desired: bool) -> Supervisor:
+        if dep not in self.config.deployments:
+            deployments = [*self.config.deployments, dep]
+            self.config = self.config.model_copy(update={"deployments": deployments})
+        sup = self.supervisor_for(self.config, dep, desired)
+        self.supervisors[dep.name] = sup
+        self.tasks[dep.name] = asyncio.create_task(sup.run(), name=f"supervise {dep.name}")
+        return sup
+
+    async def settled(self) -> None:
+        await asyncio.gather(*(s.settled.wait() for s in self.supervisors.values()))
+
+    async def _adopt_new_runs(self) -> None:
+        while True:
+            for name in live_names(self.services.ledger):
+                if name not in self.supervisors:
+                    self._add(self._deployment(name), desired=True)
+            await asyncio.sleep(self.poll)
+
+    def _deployment(self, name: str) -> Deployment:
+        """The deployment as the config file says now (it may have been added since serve
+        started), else as its run recorded it."""
+        configs = [self.config]
+        if self.reload is not None:
+            with contextlib.suppress(CorralError):
+                configs.append(self.reload())
+        for config in configs:
+            for dep in config.deployments:
+                if dep.name == name:
+                    self.config = config
+                    return dep
+        recorded = live_run(self.services.ledger, name) or {}
+        return Deployment.model_validate(json.loads(recorded.get("config_json") or "{}"))
+
+    async def close(self, *, stop_engines: bool) -> None:
+        """Stop supervising; with `stop_engines`, stop every engine this fleet serves."""
+        tasks = [t for t in (self._poller, *self.tasks.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if stop_engines:
+            await asyncio.gather(*(self._stop(name) for name in self.supervisors))
+
+    async def _stop(self, name: str) -> None:
+        with contextlib.suppress(EngineError):
+            await asyncio.to_thread(stop_deployment, name, self.services,
+                                    reason="corral serve stopped")  # fmt: skip

@@ -1,0 +1,212 @@
+"""One deployment kept alive for `corral serve`: bring it up through the pipeline, watch it,
+bring it back.
+
+    idle ──desired──▶ starting ──ready──▶ ready ──death──▶ backoff ──▶ starting ...
+                        │                   │
+                        └─failed─▶ backoff  └─stopped by `corral stop`─▶ idle
+
+- Starting is the pipeline's `bring_up`: it adopts the engine the ledger says runs (left
+  by `corral deploy` or an earlier serve) instead of launching a second one.
+- A death is any of: the leader exited; a member of the engine's process group vanished
+  (SIGKILL of vLLM's API server leaves EngineCore and workers holding memory, so the pipe
+  is no witness: the group is); the health probe failed twice in a row while ready. It
+  is seen within `poll` + the probe's timeout (about 3 s). The whole group is ended (in
+  flight clients get an error event from the gateway), the run recorded as failed, and
+  the engine started again after a backoff of backoff_initial·2ⁿ s (≤ backoff_max),
+  at most max_restarts times in a row; the count resets after `healthy_reset` s serving.
+- A run that someone else ended (`corral stop`: state `stopping`/`stopped`) is released,
+  not restarted; the supervisor waits for a new live run in the ledger (`corral deploy`).
+- A start that can't succeed by retrying (bad config, a taken port, docker missing) is
+  not retried; it stays visible with its reason.
+
+Every decision that could race with another corral process is taken under the
+deployment's lock, re-reading the ledger first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from corral.config import Deployment
+from corral.control.pipeline import Gate, Live, Services, bring_up, deployment_lock
+from corral.errors import ConfigError, CorralError, EngineError, PortInUseError, RuntimeMissing
+from corral.fleet import DeploymentView, Policy, Replica
+from corral.ledger import runs
+from corral.ledger.launches import live_run
+from corral.recipes.prepare import Prepared
+from corral.runtime.base import Runtime
+
+__all__ = ["Supervisor", "policy_of"]
+
+PERMANENT = (ConfigError, PortInUseError, RuntimeMissing)
+
+
+def policy_of(dep: Deployment) -> Policy:
+    return Policy(dep.name, tuple(dep.aliases), tuple(dep.roles), dep.capabilities,
+                  dep.limits, dep.timeouts, dep.engine)  # fmt: skip
+
+
+@dataclass
+class Supervisor:
+    deployment: Deployment
+    prepare: Callable[[], Prepared]
+    services: Services
+    runtime: Runtime
+    http: httpx.AsyncClient
+    gate: Gate | None = None
+    poll: float = 0.5
+    probe_timeout: float = 1.0
+    desired: bool = True
+    state: str = "idle"
+    reason: str = ""
+    tail: tuple[str, ...] = ()
+    live: Live | None = None
+    failures: int = 0
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return self.deployment.name
+
+    def view(self) -> DeploymentView:
+        replicas: tuple[Replica, ...] = ()
+        if self.live is not None:
+            url = self.live.base_url
+            replicas = (Replica(f"{self.name}@{url.removeprefix('http://')}", self.name, url,
+                                routable=self.state == "ready", state=self.state),)  # fmt: skip
+        return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail)
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: bring up, watch, bring back (see the module docstring)."""
+        while True:
+            if not self.desired:
+                await self._wait_for_a_live_run()
+            if not await self._start():
+                if self.state == "failed":
+                    await self._idle_after_permanent_failure()
+                else:
+                    await self._backoff(self.reason)
+                continue
+            began = time.monotonic()
+            ended = await self._watch()
+            self.live = None
+            if ended == "released":
+                self.desired, self.state, self.reason = False, "stopped", "stopped by corral stop"
+                continue
+            if time.monotonic() - began >= self.deployment.restart.healthy_reset:
+                self.failures = 0
+            await self._backoff(ended)
+
+    async def _start(self) -> bool:
+        self.state, self.reason = "starting", ""
+        try:
+            prepared = await asyncio.to_thread(self.prepare)
+            self.live = await bring_up(prepared, self.services, self.runtime, gate=self.gate,
+                                       http=self.http)  # fmt: skip
+        except CorralError as exc:
+            self._failed(exc)
+            return False
+        finally:
+            self.settled.set()
+        self.state, self.tail = "ready", ()
+        self.services.say("ready", f"serving at {self.live.base_url}")
+        return True
+
+    def _failed(self, exc: CorralError) -> None:
+        self.live = None
+        self.reason = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
+        self.tail = tuple(exc.log_tail) if isinstance(exc, EngineError) else ()
+        permanent = isinstance(exc, PERMANENT) or not isinstance(exc, EngineError)
+        self.state = "failed" if permanent else "backoff"
+        self.services.say("failed", exc.message)
+
+    async def _idle_after_permanent_failure(self) -> None:
+        """A start retrying can't fix: wait for a `corral deploy` to start it instead."""
+        self.desired = False
+        await self._wait_for_a_live_run(keep_state=True)
+
+    async def _backoff(self, why: str) -> None:
+        policy = self.deployment.restart
+        if self.failures >= policy.max_restarts:
+            self.state, self.desired = "failed", False
+            self.reason = f"{why}; no restarts left (max_restarts {policy.max_restarts})"
+            return
+        delay = min(policy.backoff_initial * 2**self.failures, policy.backoff_max)
+        self.failures += 1
+        self.state = "backoff"
+        self.reason = f"{why}; restarting in {delay:.0f} s"
+        self.services.say("restart", self.reason)
+        await asyncio.sleep(delay)
+
+    async def _wait_for_a_live_run(self, *, keep_state: bool = False) -> None:
+        if not keep_state and self.state != "failed":
+            self.state = "stopped"
+        while live_run(self.services.ledger, self.name) is None:
+            await asyncio.sleep(self.poll)
+        self.desired = True
+
+    # ---- watching a live engine ---------------------------------------------------------
+
+    async def _watch(self) -> str:
+        """Until the engine dies ("...why") or someone else ends its run ("released")."""
+        live = self.live
+        assert live is not None
+        members = set(await asyncio.to_thread(live.running.group))
+        misses = 0
+        while True:
+            await asyncio.sleep(self.poll)
+            if self._released(live.run_id):
+                return "released"
+            death = await asyncio.to_thread(self._death, live, members)
+            misses = 0 if await self._answers(live) else misses + 1
+            if death is None and misses >= 2:
+                death = "the engine stopped answering its health probe"
+            if death is not None:
+                return await self._ended(live, death)
+
+    def _released(self, run_id: int) -> bool:
+        state = runs.run_row(self.services.ledger, run_id).get("state")
+        return state in {"stopping", "stopped"}
+
+    @staticmethod
+    def _death(live: Live, members: set[int]) -> str | None:
+        if not live.running.alive():
+            return f"the engine exited (code {live.running.exit_code()})"
+        gone = members - set(live.running.group())
+        if gone:
+            return f"process {min(gone)} of the engine's group died"
+        return None
+
+    async def _answers(self, live: Live) -> bool:
+        try:
+            reply = await self.http.get(f"{live.base_url}/health", timeout=self.probe_timeout)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code == 200
+
+    async def _ended(self, live: Live, why: str) -> str:
+        """End the whole group and record the death; "released" when it was a stop that
+        another corral process (`corral stop`, under the lock) made meanwhile."""
+        if await asyncio.to_thread(self._settle, live, why):
+            return "released"
+        self.state = "backoff"
+        self.services.say("crash", why)
+        return why
+
+    def _settle(self, live: Live, why: str) -> bool:
+        with deployment_lock(self.services.home, self.name):
+            row = runs.run_row(self.services.ledger, live.run_id)
+            if row.get("state") in {"stopping", "stopped"}:
+                return True
+            live.running.stop(grace=5.0)
+            if row.get("ended_at") is None:
+                live.recorder.event("crash", why)
+                live.recorder.ended("failed", live.running.exit_code())
+            return False

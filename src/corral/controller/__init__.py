@@ -1,1 +1,0 @@
-"""The controller: desired vs actual deployments, restarts, readiness, the verify gate."""

@@ -1,0 +1,115 @@
+"""The fleet contract: what the gateway reads of the deployments the control plane runs.
+
+Neither side owns it: the control plane (`corral.control`) publishes, the gateway
+(`corral.gateway`) reads, and both import only this module. A deployment is published once
+with its policy (names, capabilities, limits, timeouts) and its replicas under it; a
+replica is one engine endpoint. A deployment with no routable replica is still published,
+with the reason and the engine's last lines, so `/v1/models` can say why it is not
+serving (`routable: false`).
+
+    view = DeploymentView(Policy("m", aliases=("default",)), (Replica("m@1", "m", url),))
+    fleet = StaticFleet([view])            # a fixed fleet: tests, benchmarks
+    fleet.deployments()                    # read on every request: must be cheap
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from corral.config import Capabilities, Limits, Timeouts
+
+__all__ = [
+    "DeploymentView",
+    "FleetView",
+    "Policy",
+    "Replica",
+    "StaticFleet",
+    "all_replicas",
+    "group",
+]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the gateway treats every request to one deployment, whichever replica takes it."""
+
+    served_name: str
+    aliases: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts | None = None
+    engine: str = "vllm"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One engine endpoint serving `served_name`; several with one name share the load.
+
+    `api_key` is sent upstream (an unmanaged endpoint that wants one); never shown.
+    """
+
+    id: str
+    served_name: str
+    base_url: str
+    routable: bool = False
+    state: str = "stopped"
+    gate: str = "none"
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A deployment as published: its policy, its replicas, and why it isn't serving."""
+
+    policy: Policy
+    replicas: tuple[Replica, ...] = ()
+    reason: str = ""
+    tail: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.policy.served_name
+
+    @property
+    def routable(self) -> tuple[Replica, ...]:
+        return tuple(r for r in self.replicas if r.routable)
+
+
+class FleetView(Protocol):
+    """Read-only and cheap: the gateway calls it on every request."""
+
+    def deployments(self) -> Sequence[DeploymentView]: ...
+
+
+def all_replicas(fleet: FleetView) -> list[Replica]:
+    return [r for view in fleet.deployments() for r in view.replicas]
+
+
+def group(entries: Iterable[tuple[Policy, Replica]]) -> list[DeploymentView]:
+    """(policy, replica) pairs as deployments: replicas of one served name under the first
+    policy given for it."""
+    views: dict[str, DeploymentView] = {}
+    for policy, replica in entries:
+        known = views.get(policy.served_name)
+        if known is None:
+            views[policy.served_name] = DeploymentView(policy, (replica,))
+        else:
+            views[policy.served_name] = DeploymentView(known.policy, (*known.replicas, replica))
+    return list(views.values())
+
+
+@dataclass
+class StaticFleet:
+    """A fixed fleet: for tests, benchmarks and a gateway in front of known upstreams."""
+
+    items: list[DeploymentView]
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[Policy, Replica]]) -> StaticFleet:
+        return cls(group(entries))
+
+    def deployments(self) -> Sequence[DeploymentView]:
+        return self.items

@@ -1,0 +1,131 @@
+"""`corral serve`, the composition root: it wires the control plane (corral.control), the
+runtimes on this host, the ledger and the gateway; nothing imports it but the CLI.
+
+    await serve(config, home, reporter, stop=event, on_ready=print_endpoint)
+
+Order: check the gateway's port is free (fail before an engine start, not after); a
+supervisor per deployment, each through the one pipeline (adopting engines that already
+run); wait until every deployment is ready or has failed once (a failed one stays
+visible, retried with backoff, and the rest serve); bind the gateway; call `on_ready`;
+wait for `stop` (the CLI sets it on SIGINT/SIGTERM). On the way out the gateway is
+closed, and the engines are stopped only with `stop_engines` (the default config's
+Ctrl-C-stops-everything); otherwise detached and docker engines keep running for the
+next serve to adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from corral.config import CorralConfig, Deployment
+from corral.control.fleet import Fleet
+from corral.control.pipeline import Gate, Planner, Services, prepare_checked, runtime_of
+from corral.control.supervisor import Supervisor
+from corral.errors import PortInUseError
+from corral.gateway import GatewayServer
+from corral.gateway.keystore import KeyStore
+from corral.hardware.detect import detect_local
+from corral.ledger.db import open_ledger
+from corral.paths import ledger_path
+from corral.recipes.prepare import Detector
+from corral.runtime.ports import port_in_use
+
+__all__ = ["Reporter", "check_gateway_port", "install_stop_signals", "serve", "until_stopped"]
+
+
+class Reporter(Protocol):
+    """Where progress goes while engines start (the CLI prints it)."""
+
+    def say(self, deployment: str, kind: str, text: str) -> None: ...
+
+
+def check_gateway_port(config: CorralConfig) -> None:
+    host, port = config.gateway.host, config.gateway.port
+    if port and port_in_use(host, port):
+        raise PortInUseError(
+            f"the gateway cannot listen on {host}:{port}: port {port} is already in use",
+            hint=f"stop whatever listens on port {port}, or pick another with --port",
+        )
+
+
+async def serve(
+    config: CorralConfig,
+    home: Path,
+    reporter: Reporter,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None],
+    gate: Gate | None = None,
+    stop_engines: bool = True,
+    reload: Callable[[], CorralConfig] | None = None,
+    detect: Detector = detect_local,
+    planner: Planner | None = None,
+) -> bool:
+    """Serve until `stop` is set. False if stopped before every deployment settled."""
+    check_gateway_port(config)
+    ledger = open_ledger(ledger_path(home))
+    http = httpx.AsyncClient()
+    services = Services(ledger, home, detect, planner=planner)
+    fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
+                  reload=reload)  # fmt: skip
+    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    try:
+        gateway.check_exposure()  # before an engine start, not after
+        await fleet.start()
+        if not await until_stopped(fleet.settled(), stop):
+            return False
+        await gateway.start()
+        on_ready(gateway.url)
+        await stop.wait()
+        return True
+    finally:
+        await gateway.stop()  # safe when it never started
+        await fleet.close(stop_engines=stop_engines)
+        await http.aclose()
+        ledger.close()
+
+
+def _supervisors(
+    services: Services, http: httpx.AsyncClient, reporter: Reporter, gate: Gate | None,
+    supervised: bool,
+) -> Callable[[CorralConfig, Deployment, bool], Supervisor]:  # fmt: skip
+    """How the fleet gets a supervisor for each deployment (its own `say`)."""
+
+    def supervisor_for(config: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
+        own = replace(services, say=lambda kind, text: reporter.say(dep.name, kind, text))
+        return Supervisor(
+            dep, lambda: prepare_checked(config, dep.name, own), own,
+            runtime_of(dep, own, supervised=supervised), http, gate=gate, desired=desired,
+        )  # fmt: skip
+
+    return supervisor_for
+
+
+async def until_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first (then cancel it); True if it completed."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set `stop` (a second one while stopping changes nothing)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
