@@ -39,22 +39,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from tests.support import netns  # noqa: E402
+from tests.support.scripted import start_scripted  # noqa: E402
 
 from corral.hosts.ssh import SshClient, SshTarget  # noqa: E402
 from corral.runtime.ports import free_port  # noqa: E402
-from corral.testing.launch import start_scripted  # noqa: E402
 
 REMOTE_PORT = 18000
 CHAT = "/v1/chat/completions"
 
 
 def start_remote_engine(host: netns.NetnsHost, *args: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "corral.testing.scripted_engine", "--host", "0.0.0.0"]
+    argv = [sys.executable, "-m", "tests.support.scripted_engine", "--host", "0.0.0.0"]
     proc = subprocess.Popen(
         host.exec_argv([*argv, "--port", str(REMOTE_PORT), *args]),
         stdout=subprocess.PIPE,
         text=True,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'src'}", "PATH": "/usr/bin:/bin"},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -56,11 +56,11 @@ CHAT = "/v1/chat/completions"
 GATEWAY = """
 import asyncio, sys
 from corral.config import GatewaySettings
-from corral.controller.view import Replica, StaticFleet
+from corral.fleet import Policy, Replica, StaticFleet
 from corral.gateway import GatewayServer
 async def main():
     replica = Replica(id="r", served_name=sys.argv[1], base_url=sys.argv[2], routable=True)
-    fleet = StaticFleet([replica])
+    fleet = StaticFleet.of([(Policy(sys.argv[1]), replica)])
     server = GatewayServer(fleet, GatewaySettings(), port=0)
     await server.start()
     print(f"READY port={server.port}", flush=True)

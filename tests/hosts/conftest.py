@@ -7,6 +7,7 @@ stand-in `docker`; stella: neither; venus: reachable but unused unless a test pa
 from __future__ import annotations
 
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from corral.hosts.ssh import SshClient, SshTarget
 from corral.hosts.sshhost import SshHost
 from tests.support import netns
 
+REPO = Path(__file__).resolve().parents[2]
+# A scripted engine started on a namespace host: the module lives in the tests' support code.
+SCRIPTED = (sys.executable, "-m", "tests.support.scripted_engine")
+SCRIPTED_ENV = {"PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
 H100_XML = (
     Path(__file__).resolve().parents[1] / "fixtures/shared/fixtures/hardware/h100/nvidia-smi-q.xml"
 )

@@ -11,21 +11,18 @@ parser in tests/unit/test_multinode.py.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from corral.hosts.group import Member, RankGroup
 from corral.hosts.multinode import Rank
-from tests.hosts.conftest import ssh_host
+from tests.hosts.conftest import SCRIPTED, SCRIPTED_ENV, ssh_host
 from tests.support import netns
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def scripted(port: int) -> tuple[str, ...]:
-    return (sys.executable, "-m", "corral.testing.scripted_engine", "--port", str(port))
+    return (*SCRIPTED, "--port", str(port))
 
 
 def healthy(url: str) -> bool:
@@ -44,7 +41,7 @@ def test_killing_a_worker_rank_restarts_the_whole_group(
         ssh_host(netns_fleet, "stella", tmp_path),
     )
     head_port, worker_port = pegasus.free_port(), stella.free_port()
-    env = {"PYTHONPATH": SRC}
+    env = SCRIPTED_ENV
     members = [
         Member(Rank(0, "pegasus", "head", scripted(head_port), env), pegasus),
         Member(Rank(1, "stella", "worker", scripted(worker_port), env), stella),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,15 +22,14 @@ import httpx
 import pytest
 
 from corral.config import GatewaySettings
-from corral.controller.view import Replica
+from corral.fleet import DeploymentView, Policy, Replica
 from corral.gateway import GatewayServer
 from corral.hosts.sshhost import SshHost
 from corral.hosts.watch import HostWatch
-from tests.hosts.conftest import ssh_host
+from tests.hosts.conftest import SCRIPTED, SCRIPTED_ENV, ssh_host
 from tests.support import netns
 
 pytestmark = pytest.mark.timeout(180)
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 NAME = "scripted"
 
 
@@ -42,17 +40,16 @@ class WatchedFleet:
     watch: HostWatch
     placed: list[tuple[str, Replica]]
 
-    def replicas(self) -> Sequence[Replica]:
-        return [replace(r, routable=self.watch.up(host)) for host, r in self.placed]
+    def deployments(self) -> Sequence[DeploymentView]:
+        replicas = tuple(replace(r, routable=self.watch.up(host)) for host, r in self.placed)
+        return [DeploymentView(Policy(NAME), replicas)]
 
 
 def start_engine(host: SshHost, tmp: Path, *args: str) -> tuple[int, int]:
     """A scripted engine on `host`'s loopback; (its wrapper pid, the local forward port)."""
     port = host.free_port()
-    argv = [sys.executable, "-m", "corral.testing.scripted_engine", "--port", str(port), *args]
-    spawned = host.spawn(
-        argv, {"PYTHONPATH": SRC}, tmp / f"run-{host.name}" / "engine.log", outlive=True
-    )
+    argv = [*SCRIPTED, "--port", str(port), *args]
+    spawned = host.spawn(argv, SCRIPTED_ENV, tmp / f"run-{host.name}" / "engine.log", outlive=True)
     local = host.reach(port)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -23,9 +23,9 @@ import openai
 import pytest
 
 from corral.config import GatewaySettings
-from corral.controller.view import Replica
 from corral.engines import engine_for
 from corral.engines.base import Phase
+from corral.fleet import DeploymentView, Policy, Replica
 from corral.gateway import GatewayServer
 from corral.hosts.sshhost import SshHost
 from corral.hosts.watch import HostWatch
@@ -41,8 +41,9 @@ class OneReplica:
     def __init__(self, watch: HostWatch, replica: Replica) -> None:
         self.watch, self.replica = watch, replica
 
-    def replicas(self) -> list[Replica]:
-        return [replace(self.replica, routable=self.watch.up("stella"))]
+    def deployments(self) -> list[DeploymentView]:
+        replica = replace(self.replica, routable=self.watch.up("stella"))
+        return [DeploymentView(Policy(NAME), (replica,))]
 
 
 def start_vllm(host: SshHost, model: Path, log: Path) -> tuple[int, list[str], int]:

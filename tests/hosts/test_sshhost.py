@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import signal
 import stat
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.hosts.conftest import ssh_host
+from tests.hosts.conftest import SCRIPTED, SCRIPTED_ENV, ssh_host
 from tests.support import netns
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def read_until(lines: list[str], source: object, word: str, limit: float = 30) -> None:
@@ -32,8 +29,8 @@ def test_spawn_follow_adopt_and_stop_an_engine(
     port = host.free_port()
     assert not host.port_in_use("127.0.0.1", port)
     log = tmp_path / "run-1" / "engine.log"
-    argv = [sys.executable, "-m", "corral.testing.scripted_engine", "--port", str(port)]
-    spawned = host.spawn(argv, {"PYTHONPATH": SRC, "ENGINE_SECRET": "s3cret"}, log, outlive=True)
+    argv = [*SCRIPTED, "--port", str(port)]
+    spawned = host.spawn(argv, {**SCRIPTED_ENV, "ENGINE_SECRET": "s3cret"}, log, outlive=True)
     try:
         lines: list[str] = []
         read_until(lines, host.follow(log, lambda: True), "READY")

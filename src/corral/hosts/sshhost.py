@@ -40,11 +40,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from corral.errors import EngineError, HostError
 from corral.hosts.ssh import SshClient
+from corral.runtime.host import Host, Spawned
 from corral.runtime.ports import free_port
 
 PID_TIME_SLACK = 2.0  # seconds, as runtime/detached.py
@@ -68,14 +68,6 @@ CREATE_TIME = (
     "t=$(cut -d' ' -f3,22 /proc/{pid}/stat 2>/dev/null) && "
     "echo $t $(awk '/^btime/ {{print $2}}' /proc/stat) $(getconf CLK_TCK)"
 )
-
-
-@dataclass(frozen=True)
-class Spawned:
-    """A process the host started: its pid (also its process group) and its start time."""
-
-    pid: int
-    started_at: float | None
 
 
 def env_lines(env: Mapping[str, str]) -> str:
@@ -313,3 +305,7 @@ def _end(proc: subprocess.Popen[str]) -> None:
     proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def _conforms(host: SshHost) -> Host:
+    return host  # mypy checks that SshHost is a runtime Host
