@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -115,6 +116,16 @@ def _deployment_gpus(dep: Deployment, config: CorralConfig) -> int:
     return gpus_in_args([*recipe.args, *dep.args])
 
 
+def _executable(dep: Deployment, config: CorralConfig) -> str:
+    """What a process deployment runs first: its recipe's command, else the engine's CLI."""
+    if dep.recipe:
+        recipe = get_recipe(load_recipes(config.recipes_dir), dep.recipe)
+        if recipe.process is not None:
+            # `{python}` is the interpreter corral runs under (recipes/render.py).
+            return recipe.process.command[0].replace("{python}", sys.executable)
+    return ENGINE_EXECUTABLES[dep.engine]
+
+
 def needs_of(config: CorralConfig, host_name: str) -> HostNeeds:
     """What every deployment placed on `host_name` needs there."""
     host = config.host(host_name)
@@ -125,8 +136,7 @@ def needs_of(config: CorralConfig, host_name: str) -> HostNeeds:
         if dep.runtime == "docker":
             needs.docker.append(dep.name)
         else:
-            exe = ENGINE_EXECUTABLES[dep.engine]
-            needs.executables.setdefault(exe, []).append(dep.name)
+            needs.executables.setdefault(_executable(dep, config), []).append(dep.name)
         needs.gpus[dep.name] = _deployment_gpus(dep, config)
         if dep.bind and dep.bind not in LOOPBACK:
             needs.exposed[dep.name] = dep.bind
