@@ -35,8 +35,7 @@ def test_mp_ranks_follow_vllms_documented_shape() -> None:
     place = ["--master-addr", "pegasus.home.arpa", "--master-port", "29501"]
     assert list(head.argv) == [*SERVE, *shared, "--node-rank", "0", *place]
     assert list(worker.argv) == [*SERVE, *shared, "--node-rank", "1", *place, "--headless"]
-    assert worker.env == {
-        "VLLM_HOST_IP": "stella.home.arpa",
+    assert worker.env == {  # no VLLM_HOST_IP: the example names hosts by DNS, not IP
         "NCCL_SOCKET_IFNAME": "enp1s0f1np1",
         "GLOO_SOCKET_IFNAME": "enp1s0f1np1",
     }
@@ -87,3 +86,18 @@ def test_nodes_must_be_defined_hosts() -> None:
     }
     with pytest.raises(ConfigError, match="runs on host 'b'"):
         validate_config(data, "f.yaml")
+
+
+def test_render_prints_one_command_per_rank(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CORRAL_HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "corral", "render", "gpt-oss-120b-tp2", "--config", str(EXAMPLE)]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    assert "# rank 0 on pegasus (head)" in out
+    assert "# rank 1 on stella (worker)" in out
+    assert out.count("--nnodes 2") == 2
+    assert out.count("--headless") == 1
+    assert out.count("-e NCCL_SOCKET_IFNAME=enp1s0f1np1") == 2

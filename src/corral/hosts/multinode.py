@@ -25,12 +25,14 @@ waits for the head, and supervises them as one group.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from corral.config import CorralConfig, Deployment
 from corral.errors import ConfigError
+from corral.runtime.base import Command
 
 RAY_PORT = 6379
 Role = Literal["head", "worker", "ray-head", "ray-worker"]
@@ -70,10 +72,19 @@ def with_sizes(argv: Sequence[str], dep: Deployment) -> list[str]:
 def node_env(config: CorralConfig, name: str) -> dict[str, str]:
     """What every rank on host `name` needs to find the others: its interface and address."""
     host = config.host(name)
-    env = {"VLLM_HOST_IP": host.address}
+    # VLLM_HOST_IP takes an IP address; a host named by DNS leaves it to vLLM's own guess.
+    env = {"VLLM_HOST_IP": host.address} if _is_ip(host.address) else {}
     if host.interface:
         env |= {"NCCL_SOCKET_IFNAME": host.interface, "GLOO_SOCKET_IFNAME": host.interface}
     return env
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def ranks(argv: Sequence[str], dep: Deployment, config: CorralConfig) -> list[Rank]:
@@ -139,3 +150,16 @@ def require_spannable(dep: Deployment) -> None:
             hint="vLLM splits the world evenly over nodes: e.g. two GB10s with one GPU each "
             "take tensor_parallel_size: 2",
         )
+
+
+def rank_command(command: Command, rank: Rank) -> Command:
+    """The runtime's command for one rank: its argv, and its environment (for a container,
+    as `-e KEY=VALUE` before the image: NCCL/GLOO interface and host address, no secrets)."""
+    if command.container is None:
+        return replace(command, argv=rank.argv, env={**command.env, **rank.env})
+    image = command.breaks[0] if command.breaks else len(command.argv)
+    env = [part for key, value in rank.env.items() for part in ("-e", f"{key}={value}")]
+    tail = rank.argv[len(command.argv) :]  # the rank's flags after the shared command
+    argv = (*command.argv[:image], *env, *command.argv[image:], *tail)
+    breaks = tuple(b + len(env) for b in command.breaks)
+    return replace(command, argv=argv, breaks=breaks)
