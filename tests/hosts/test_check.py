@@ -81,6 +81,10 @@ def test_a_ready_host_reports_gpus_docker_memory_store_and_clock(
     assert found["bind:big"]["level"] == "warn"
     assert "binds 0.0.0.0" in found["bind:big"]["detail"]
     assert abs(report["clock_skew_s"]) < 1.0  # one clock: the namespaces share it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "corral", "status", "--config", str(tmp_path / "corral.yaml")]
+    status = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert "pegasus    h100: 1× NVIDIA H100 80GB HBM3" in status.stdout  # the fleet by host
 
 
 def test_each_problem_is_named_with_the_host_and_a_remedy(
