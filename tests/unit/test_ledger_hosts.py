@@ -29,3 +29,18 @@ def test_fleet_by_host_joins_checks_and_the_latest_runs(tmp_path: Path) -> None:
     assert fleet["venus"].deployments == []  # its run is no longer the latest
     assert fleet["venus"].hardware == "rtx-pro-6000: 1× RTX PRO 6000"
     assert fleet["venus"].ok is True
+
+
+def test_the_logbook_shows_the_fleet_by_host(tmp_path: Path) -> None:
+    from corral.report.logbook import collect
+    from corral.report.markdown import related_systems
+
+    with open_ledger(tmp_path / "ledger.sqlite3") as ledger:
+        run = _run(ledger, "gpt-oss-120b")
+        hosts.record_run_host(ledger, hosts.RunHost(run, "pegasus", "10.77.0.11", 0, "head", 41))
+        check = {"host": "venus", "address": "v", "ok": True, "findings": []}
+        hosts.record_check(ledger, check | {"hardware_summary": "rtx-pro-6000: 1× RTX PRO 6000"})
+        lines = related_systems(collect(ledger, "gpt-oss-120b"))
+    assert lines[0] == "## Related Systems"
+    assert "- **pegasus**: hardware not checked; this deployment, rank 0 (head, pid 41)" in lines
+    assert "- **venus**: rtx-pro-6000: 1× RTX PRO 6000 (no active deployment)" in lines
