@@ -48,6 +48,7 @@ from corral.recipes.prepare import Detector, Prepared, prepare
 from corral.runtime import runtime_for
 from corral.runtime.base import Command, Identity, Running, Runtime
 from corral.runtime.docker import DockerRuntime
+from corral.runtime.endpoint import EndpointRuntime
 from corral.runtime.host import Host, LocalHost
 from corral.runtime.process import DetachedRuntime
 from corral.runtime.readiness import NotReady, Probe, wait_ready
@@ -61,6 +62,7 @@ __all__ = [
     "bring_up",
     "claim",
     "deployment_lock",
+    "differs",
     "find_running",
     "log_lines",
     "prepare_checked",
@@ -164,6 +166,8 @@ def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker"
     identity = Identity(launch.pid, launch.pid_started_at, launch.container,
                         launch.container_id)  # fmt: skip
     adopter: Runtime = DockerRuntime(host, docker) if launch.container else DetachedRuntime(host)
+    if live["runtime"] == "endpoint":
+        adopter = EndpointRuntime(host)
     return live, adopter.adopt(identity, Path(live["log_path"] or "/dev/null"))
 
 
@@ -194,6 +198,15 @@ def _adopted(prepared: Prepared, services: Services, runtime: Runtime, live: dic
                 host=services.host)  # fmt: skip
 
 
+def differs(prepared: Prepared, services: Services, runtime: Runtime) -> list[str]:
+    """How the running engine's command differs from the config's (empty: same or none)."""
+    live = live_run(services.ledger, prepared.deployment.name)
+    if live is None:
+        return []
+    wanted = runtime.command(prepared.launch, prepared.deployment.docker)
+    return command_diff(json.loads(live["command"]), wanted, Recorder.secrets_of(wanted))
+
+
 def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...]) -> list[str]:
     """How the running engine's command differs from what the config renders now."""
     now = [mask_words(a, secrets) for a in wanted.argv]
@@ -203,7 +216,7 @@ def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...])
     body = " ".join(line for line in list(diff)[2:] if line[:1] in "+-")
     return [
         f"the running engine was started with a different command than the config now "
-        f"renders ({body}); `corral deploy NAME --restart` applies it"
+        f"renders ({body}); `corral deploy NAME` applies it"
     ]
 
 
@@ -291,7 +304,7 @@ async def bring_up(
 async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) -> float | None:
     """An adopted engine: already ready (nothing to record), or still starting (wait)."""
     row = live.recorder.ledger.conn.execute("SELECT state FROM runs WHERE id = ?", (live.run_id,))
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     try:
         await wait_ready(probe, client, lambda: True)
     except NotReady as exc:
@@ -304,7 +317,7 @@ async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) ->
 async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> float:
     watch = LineWatch(live.running)
     watch.start()
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     task = asyncio.create_task(wait_ready(probe, client, live.running.alive))
     try:
         while not task.done():
@@ -325,6 +338,12 @@ async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> flo
         watch.done.set()
         if not task.done():
             task.cancel()
+
+
+def probe_for(live: Live, timeout: float) -> Probe:
+    """Readiness of an engine (`/health`), or of an endpoint (which may have none)."""
+    health = "/v1/models" if live.prepared.deployment.endpoint else "/health"
+    return Probe(live.base_url, live.prepared.launch.served_name, timeout, health_path=health)
 
 
 class LineWatch:
@@ -446,4 +465,6 @@ def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterato
 
 
 def runtime_of(dep: Deployment, services: Services, *, supervised: bool) -> Runtime:
+    if dep.endpoint is not None:
+        return EndpointRuntime(services.host)
     return runtime_for(dep.runtime, services.host, supervised=supervised, docker=services.docker)
