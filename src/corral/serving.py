@@ -130,6 +130,12 @@ def _supervisors(
         def prepare() -> Prepared:
             if dep.name in stopped:  # a host error: visible as failed, not retried
                 raise stopped[dep.name]
+            if dep.nodes:
+                raise ConfigError(
+                    f"{dep.name}: `corral serve` does not start multi-node deployments yet",
+                    hint=f"`corral render {dep.name}` prints each rank's command; start them "
+                    "head first (docs/hosts.md)",
+                )
             return prepare_checked(config, dep.name, own)
 
         return Supervisor(
