@@ -140,3 +140,21 @@ def test_sshhost_parsers() -> None:
     ps = "  10  10 Ss\n  11  10 Sl\n  12  10 Z\n  13  99 S\n"
     assert group_of(ps, 10) == [10, 11]
     assert env_lines({"A": "x y", "B": "it's"}) == "A='x y'\nB='it'\"'\"'s'\n"
+
+
+def test_a_cpu_recipe_needs_no_gpu_and_its_own_executable() -> None:
+    import sys
+
+    from corral.hosts.check import needs_of
+
+    data = {
+        "hosts": {"stella": {"address": "s"}},
+        "deployments": [
+            {"name": "small", "model": "m", "recipe": "smollm2-135m-cpu", "host": "stella"},
+            {"name": "big", "model": "m", "recipe": "gpt-oss-120b-gb10", "host": "stella"},
+        ],
+    }
+    needs = needs_of(validate_config(data, "f.yaml"), "stella")
+    assert needs.gpus == {"small": 0, "big": 1}
+    assert needs.executables == {sys.executable: ["small"]}
+    assert needs.docker == ["big"]

@@ -111,7 +111,7 @@ def _deployment_gpus(dep: Deployment, config: CorralConfig) -> int:
         asks = any(arg.partition("=")[0] in PARALLEL_FLAGS for arg in dep.args)
         return gpus_in_args(dep.args) if asks else 0
     recipe = get_recipe(load_recipes(config.recipes_dir), dep.recipe)
-    if recipe.match.hardware == ["cpu"]:
+    if "cpu" in recipe.match.hardware:  # an engine built for CPUs uses no GPU anywhere
         return 0
     return gpus_in_args([*recipe.args, *dep.args])
 
