@@ -151,7 +151,13 @@ def test_a_cpu_recipe_needs_no_gpu_and_its_own_executable() -> None:
         "hosts": {"stella": {"address": "s"}},
         "deployments": [
             {"name": "small", "model": "m", "recipe": "smollm2-135m-cpu", "host": "stella"},
-            {"name": "big", "model": "m", "recipe": "gpt-oss-120b-gb10", "host": "stella"},
+            {
+                "name": "big",
+                "model": "m",
+                "recipe": "gpt-oss-120b-gb10",
+                "host": "stella",
+                "runtime": "docker",
+            },
         ],
     }
     needs = needs_of(validate_config(data, "f.yaml"), "stella")
