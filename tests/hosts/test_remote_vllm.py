@@ -32,7 +32,7 @@ from corral.hosts.watch import HostWatch
 from tests.hosts.conftest import ssh_host
 from tests.support import netns
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(2400)  # waiting for /tmp/corral-vllm.lock counts too
 NAME = "smollm2-135m-instruct"
 ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 

@@ -31,7 +31,7 @@ from corral.runtime.ports import free_port
 from tests.hosts.conftest import host_entry, ssh_host
 from tests.support import netns
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(2400)  # waiting for /tmp/corral-vllm.lock counts too
 SEED_FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet-pegasus.yaml"
 NAME = "smollm2-135m-instruct"
 
