@@ -14,6 +14,9 @@ bring it back.
   flight clients get an error event from the gateway), the run recorded as failed, and
   the engine started again after a backoff of backoff_initial·2ⁿ s (≤ backoff_max),
   at most max_restarts times in a row; the count resets after `healthy_reset` s serving.
+- A host that can't be reached (its SSH link down) is not a death: the state is
+  `unreachable` (not routable), nothing is stopped or restarted, and when the link is back
+  the same engine is watched and routed again (hosts/pool.py, issue 12).
 - A run that someone else ended (`corral stop`: state `stopping`/`stopped`) is released,
   not restarted; the supervisor waits for a new live run in the ledger (`corral deploy`).
 - A start that can't succeed by retrying (bad config, a taken port, docker missing) is
