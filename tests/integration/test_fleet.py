@@ -164,7 +164,11 @@ def fleet(
     running = Fleet(tmp, config, port, env, docker, engine)
     running.start_serve("serve-1")
     try:
-        wait(lambda: running.routable(*FLEET), 400, "the fleet to route")
+        try:
+            wait(lambda: running.routable(*FLEET), 400, "the fleet to route")
+        except AssertionError:
+            out = (tmp / "serve-1.out").read_text()
+            pytest.fail(f"not routing: {running.models()}\n{out[-4000:]}")
         yield running
     finally:
         _end_everything(running)

@@ -448,20 +448,25 @@ def stop_deployment(name: str, services: Services, *, reason: str = "stopped") -
 
 
 def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterator[str]:
-    """The newest run's log file (a container's lines are copied there as they are read);
-    `follow` keeps reading while the engine runs."""
+    """The newest run's log: `docker logs` while its container exists, else the run's log
+    file; `follow` keeps reading while the engine runs."""
     all_runs = runs_of(services.ledger, name)
     if not all_runs:
         raise EngineError(f"{name!r} has never been deployed", hint=f"corral deploy {name}")
     run = all_runs[-1]
-    path = Path(run["log_path"])
-    if follow and run["ended_at"] is None:
-        found = find_running(services.ledger, name, services.host, services.docker)
-        running = found[1] if found else None
-        if running is not None:
-            yield from running.lines(lambda: True)
-            return
-    yield from services.host.follow(path, lambda: False)
+    launch = launch_of(services.ledger, int(run["id"]))
+    cli = DockerRuntime(services.host, services.docker).cli
+    if launch is not None and launch.container and cli.state(launch.container):
+        proc = cli.logs(launch.container, follow=follow)
+        assert proc.stdout is not None
+        with proc.stdout:
+            yield from proc.stdout
+        proc.wait()
+        return
+    found = find_running(services.ledger, name, services.host, services.docker)
+    running = found[1] if found and run["ended_at"] is None else None
+    keep = running.alive if (follow and running is not None) else (lambda: False)
+    yield from services.host.follow(Path(run["log_path"]), keep)
 
 
 def runtime_of(dep: Deployment, services: Services, *, supervised: bool) -> Runtime:
