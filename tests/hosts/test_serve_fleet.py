@@ -54,11 +54,12 @@ def fleet_config(fleet: netns.NetnsFleet, tmp: Path, model: Path) -> Path:
 
 
 def models(base: str) -> dict[str, dict[str, Any]]:
+    """`/v1/models` entries by id: corral's own fields (`routable`, `reason`) of each."""
     try:
         listed = httpx.get(f"{base}/v1/models", timeout=2).json()["data"]
     except (httpx.HTTPError, KeyError, ValueError):
         return {}
-    return {entry["id"]: entry for entry in listed}
+    return {entry["id"]: entry["corral"] for entry in listed}
 
 
 def until(

@@ -37,7 +37,7 @@ from corral.errors import HostAuthError, HostError, HostKeyError, HostUnreachabl
 
 SSH_FAILED = 255  # ssh's own exit status; anything else is the remote command's
 ALIVE_INTERVAL = 1  # seconds between keep-alive probes on the master
-ALIVE_COUNT = 3  # unanswered probes before the master gives up: a dead link shows in ~3 s
+ALIVE_COUNT = 2  # unanswered probes before the master gives up: a dead link shows in ~2 s
 # A Unix socket path must fit sockaddr_un (108 bytes); keep the control path well inside.
 MAX_SOCKET_PATH = 104
 SOCKET_NAME_LENGTH = 16

@@ -114,8 +114,9 @@ class SshHost:
         self._forwards: dict[int, int] = {}  # remote port → local port
 
     def remote_path(self, log_path: Path) -> str:
-        """Where a run's local log path lives on the host: `<run_dir>/<run>/<file>`."""
-        return str(PurePosixPath(self.run_dir) / log_path.parent.name / log_path.name)
+        """Where a run's log lives on the host: `<run_dir>/<log's stem>/<log's name>`, so
+        each run has its own folder (wrapper, env file) there."""
+        return str(PurePosixPath(self.run_dir) / log_path.stem / log_path.name)
 
     def _sh(self, script: str, *args: str, timeout: float = 30.0, stdin: str | None = None) -> str:
         return self.client.run(
