@@ -1,6 +1,6 @@
 """Which hosts are reachable right now: one watcher per remote host, for routing decisions.
 
-A host that drops (its SSH master gone: the keep-alives stop being answered, about 3 s
+A host that drops (its SSH master gone: the keep-alives stop being answered, about 2 s
 after the link dies) is `down` at the next poll; the watcher then tries to relink every
 `retry` seconds, restoring its port forwards on the same local ports, and is `up` again
 once that works. The control plane asks `up(host)` before it reads an engine's silence as
