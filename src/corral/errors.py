@@ -8,6 +8,10 @@
      │    └── RuntimeMissing  the runtime a deployment needs (docker) is not installed
      ├── RecipeError          no recipe matches, or a recipe is malformed
      ├── HardwareError        detection failed in a way the user must know about
+     ├── HostError            another host can't be reached or used (names the host)
+     │    ├── HostUnreachableError  no SSH connection: down, partitioned, wrong address
+     │    ├── HostAuthError         the host refused our key
+     │    └── HostKeyError          the host's key is unknown or changed
      ├── PlanError            the planner lacks an input or the settings can't fit
      │    └── DoesNotFit      the planner's figures refuse a deployment before launch
      ├── VerifyError          the acceptance suite could not run (not: a check failed)
@@ -79,6 +83,26 @@ class RecipeError(CorralError):
 
 class HardwareError(CorralError):
     """Hardware detection failed in a way the user must know about."""
+
+
+class HostError(CorralError):
+    """Another host can't be reached, refused us, or lacks what a deployment needs."""
+
+    def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"host {host}: {message}", hint=hint)
+        self.host = host
+
+
+class HostUnreachableError(HostError):
+    """No SSH connection to the host (down, partitioned, wrong address or port)."""
+
+
+class HostAuthError(HostError):
+    """The host's sshd refused corral's key."""
+
+
+class HostKeyError(HostError):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
 
 
 class PlanError(CorralError):

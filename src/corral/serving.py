@@ -30,13 +30,15 @@ from corral.config import CorralConfig, Deployment
 from corral.control.fleet import Fleet
 from corral.control.pipeline import Gate, Planner, Services, prepare_checked, runtime_of
 from corral.control.supervisor import Supervisor
-from corral.errors import ConfigError, PortInUseError
+from corral.errors import ConfigError, HostError, PortInUseError
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
 from corral.hardware.detect import detect_local
+from corral.hosts.check import blocked, preflight
+from corral.hosts.pool import HostPool
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
-from corral.recipes.prepare import Detector
+from corral.recipes.prepare import Detector, Prepared
 from corral.runtime.ports import port_in_use
 
 __all__ = ["Reporter", "check_gateway_port", "install_stop_signals", "serve", "until_stopped"]
@@ -75,8 +77,11 @@ async def serve(
     ledger = open_ledger(ledger_path(home))
     http = httpx.AsyncClient()
     services = Services(ledger, home, detect, planner=planner)
-    fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
-                  reload=reload)  # fmt: skip
+    pool = HostPool(config, home, services.host)
+    blocked = await asyncio.to_thread(_host_preflight, config, pool, reporter)
+    supervisors = _supervisors(services, http, reporter, gate, stop_engines, pool=pool,
+                               blocked=blocked)  # fmt: skip
+    fleet = Fleet(config, services, supervisors, reload=reload)
     gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
     try:
         gateway.check_exposure()  # before an engine start, not after
@@ -90,24 +95,52 @@ async def serve(
     finally:
         await gateway.stop()  # safe when it never started
         await fleet.close(stop_engines=stop_engines)
+        pool.close()
         await http.aclose()
         ledger.close()
 
 
+def _host_preflight(
+    config: CorralConfig, pool: HostPool, reporter: Reporter
+) -> dict[str, HostError]:
+    """`corral hosts check` for every host in use, before anything starts there: the
+    deployments a bad host blocks, each with the host's error (the others go on)."""
+    reports = preflight(config, pool.client)
+    for name, report in reports.items():
+        for finding in report.errors:
+            reporter.say(name, "host", f"{finding.what}: {finding.detail}")
+    return blocked(config, reports)
+
+
 def _supervisors(
     services: Services, http: httpx.AsyncClient, reporter: Reporter, gate: Gate | None,
-    supervised: bool,
+    supervised: bool, *, pool: HostPool | None = None, blocked: dict[str, HostError] | None = None,
 ) -> Callable[[CorralConfig, Deployment, bool], Supervisor]:  # fmt: skip
-    """How the fleet gets a supervisor for each deployment (its own `say`)."""
+    """How the fleet gets a supervisor for each deployment (its own `say` and host)."""
+
+    stopped = blocked or {}
 
     def supervisor_for(config: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
-        own = replace(services, say=lambda kind, text: reporter.say(dep.name, kind, text))
+        host = pool.host(dep.host) if pool is not None else services.host
+        own = replace(services, host=host,
+                      say=lambda kind, text: reporter.say(dep.name, kind, text))  # fmt: skip
         key = endpoint_key(dep)
         client = http if key is None else httpx.AsyncClient(headers=bearer(key))
+
+        def prepare() -> Prepared:
+            if dep.name in stopped:  # a host error: visible as failed, not retried
+                raise stopped[dep.name]
+            if dep.nodes:
+                raise ConfigError(
+                    f"{dep.name}: `corral serve` does not start multi-node deployments yet",
+                    hint=f"`corral render {dep.name}` prints each rank's command; start them "
+                    "head first (docs/hosts.md)",
+                )
+            return prepare_checked(config, dep.name, own)
+
         return Supervisor(
-            dep, lambda: prepare_checked(config, dep.name, own), own,
-            runtime_of(dep, own, supervised=supervised), client, gate=gate, desired=desired,
-            api_key=key, owns_http=client is not http,
+            dep, prepare, own, runtime_of(dep, own, supervised=supervised), client, gate=gate,
+            desired=desired, api_key=key, owns_http=client is not http,
         )  # fmt: skip
 
     return supervisor_for

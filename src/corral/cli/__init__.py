@@ -49,6 +49,7 @@ def _register_all() -> None:
     from corral.cli import (
         bench,
         deploy,
+        hosts,
         hw,
         keys,
         models,
@@ -60,7 +61,20 @@ def _register_all() -> None:
         verify,
     )
 
-    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report):
+    for module in (
+        serve,
+        models,
+        hw,
+        recipes,
+        render,
+        bench,
+        keys,
+        verify,
+        plan,
+        deploy,
+        report,
+        hosts,
+    ):
         module.register(app)
 
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import difflib
 import fcntl
+import functools
 import json
 import queue
 import threading
@@ -37,8 +38,10 @@ from corral.config import CorralConfig, Deployment
 from corral.control.diagnose import StartFailure, explain
 from corral.control.recorder import Recorder, Say
 from corral.errors import DoesNotFit, EngineError, PortInUseError
+from corral.hosts.pool import reachable_url
 from corral.ledger import runs
 from corral.ledger.db import Ledger
+from corral.ledger.hosts import RunHost, record_run_host
 from corral.ledger.launches import launch_of, live_run, runs_of
 from corral.paths import runs_dir
 from corral.recipes.prepare import Detector, Prepared, prepare
@@ -96,14 +99,17 @@ class Live:
     adopted: bool
     startup_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    host: Host = field(default_factory=LocalHost)
 
     @property
     def name(self) -> str:
         return self.prepared.deployment.name
 
-    @property
+    @functools.cached_property
     def base_url(self) -> str:
-        return self.prepared.launch.base_url
+        """Where corral reaches the engine: its own URL here, an SSH forward to another
+        host's loopback there (hosts/pool.py; decision 0014)."""
+        return reachable_url(self.host, self.prepared.launch.base_url)
 
 
 # ---- prepare --------------------------------------------------------------------------
@@ -188,7 +194,8 @@ def _adopted(prepared: Prepared, services: Services, runtime: Runtime, live: dic
     notes = command_diff(json.loads(live["command"]), wanted, recorder.secrets_of(wanted))
     for note in notes:
         services.say("differs", note)
-    return Live(prepared, run_id, running, recorder, adopted=True, notes=notes)
+    return Live(prepared, run_id, running, recorder, adopted=True, notes=notes,
+                host=services.host)  # fmt: skip
 
 
 def differs(prepared: Prepared, services: Services, runtime: Runtime) -> list[str]:
@@ -234,7 +241,16 @@ def launch_new(prepared: Prepared, services: Services, runtime: Runtime) -> Live
         recorder.failed(exc.message)
         raise EngineError(f"{dep.name}: {exc.message}", hint=exc.hint) from None
     recorder.launched(command, running.identity, _hardware(prepared, services))
-    return Live(prepared, recorder.run_id, running, recorder, adopted=False)
+    record_run_host(
+        services.ledger,
+        RunHost(
+            recorder.run_id,
+            services.host.name,
+            pid=running.identity.pid,
+            pid_started_at=running.identity.pid_started_at,
+        ),
+    )
+    return Live(prepared, recorder.run_id, running, recorder, adopted=False, host=services.host)
 
 
 def _hardware(prepared: Prepared, services: Services) -> dict[str, object] | None:

@@ -14,6 +14,9 @@ bring it back.
   flight clients get an error event from the gateway), the run recorded as failed, and
   the engine started again after a backoff of backoff_initial·2ⁿ s (≤ backoff_max),
   at most max_restarts times in a row; the count resets after `healthy_reset` s serving.
+- A host that can't be reached (its SSH link down) is not a death: the state is
+  `unreachable` (not routable), nothing is stopped or restarted, and when the link is back
+  the same engine is watched and routed again (hosts/pool.py, issue 12).
 - A run that someone else ended (`corral stop`: state `stopping`/`stopped`) is released,
   not restarted; the supervisor waits for a new live run in the ledger (`corral deploy`).
 - A start that can't succeed by retrying (bad config, a taken port, docker missing) is
@@ -34,8 +37,16 @@ import httpx
 
 from corral.config import Deployment
 from corral.control.pipeline import Gate, Live, Services, bring_up, deployment_lock
-from corral.errors import ConfigError, CorralError, EngineError, PortInUseError, RuntimeMissing
+from corral.errors import (
+    ConfigError,
+    CorralError,
+    EngineError,
+    HostError,
+    PortInUseError,
+    RuntimeMissing,
+)
 from corral.fleet import DeploymentView, Policy, Replica
+from corral.hosts.pool import link_up, relink
 from corral.ledger import runs
 from corral.ledger.launches import live_run
 from corral.recipes.prepare import Prepared
@@ -172,15 +183,33 @@ class Supervisor:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
                 return "released"
-            # the group check (psutil, in a thread) and the probe run side by side
-            death, answers = await asyncio.gather(
-                asyncio.to_thread(self._death, live, members), self._answers(live)
-            )
+            if not await asyncio.to_thread(link_up, live.host):
+                await self._ride_out(live)
+                misses = 0
+                continue
+            try:
+                # the group check (psutil, in a thread) and the probe run side by side
+                death, answers = await asyncio.gather(
+                    asyncio.to_thread(self._death, live, members), self._answers(live)
+                )
+            except HostError:
+                continue  # the link dropped while asking: the next round rides it out
             misses = 0 if answers else misses + 1
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
                 return await self._ended(live, death)
+
+    async def _ride_out(self, live: Live) -> None:
+        """The engine's host is unreachable: unroutable, nothing restarted, until the link
+        is back (then the same engine is watched, and routed, again)."""
+        host = live.host.name
+        self.state, self.reason = "unreachable", f"host {host} is unreachable; waiting for it"
+        self.services.say("host", self.reason)
+        while not await asyncio.to_thread(relink, live.host):
+            await asyncio.sleep(self.poll)
+        self.state, self.reason = "ready", ""
+        self.services.say("host", f"host {host} is back; routing to the same engine again")
 
     def _released(self, run_id: int) -> bool:
         state = runs.run_row(self.services.ledger, run_id).get("state")

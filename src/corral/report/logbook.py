@@ -9,6 +9,7 @@ from typing import Any
 from corral.errors import CorralError
 from corral.ledger import runs
 from corral.ledger.db import Ledger
+from corral.ledger.hosts import HostEntry, RunHost, fleet_by_host, run_hosts
 from corral.ledger.launches import Launch, fact_rows, launch_of, runs_of
 
 
@@ -63,6 +64,8 @@ class Logbook:
     history: list[RunRecord]
     verify: list[dict[str, Any]] = field(default_factory=list)
     bench: list[dict[str, Any]] = field(default_factory=list)
+    hosts: list[RunHost] = field(default_factory=list)  # where the current run ran
+    fleet: list[HostEntry] = field(default_factory=list)  # every host, by host
 
 
 def _facts(ledger: Ledger, run_id: int) -> dict[str, FactValue]:
@@ -127,4 +130,6 @@ def collect(ledger: Ledger, deployment: str) -> Logbook:
         history,
         verify=_verify_rows(ledger, current.id),
         bench=_bench_results(ledger, current.id),
+        hosts=run_hosts(ledger, current.id),
+        fleet=fleet_by_host(ledger),
     )

@@ -78,6 +78,7 @@ def render(book: Logbook, *, ledger_path: str = "") -> str:
         api_access,
         features,
         known_issues,
+        related_systems,
         history,
     )
     lines: list[str] = []
@@ -424,6 +425,24 @@ def known_issues(book: Logbook) -> list[str]:
         lines += [f"- {e['detail']}" for e in seen]
     if not issues and not seen:
         lines.append("None recorded.")
+    return lines
+
+
+def related_systems(book: Logbook) -> list[str]:
+    """The fleet by host, like the seed's "Related Systems": where this ran, and the rest."""
+    if not book.fleet and not book.hosts:
+        return []
+    here = {h.host: h for h in book.hosts}
+    lines = ["## Related Systems", ""]
+    for entry in book.fleet:
+        what = entry.hardware or "hardware not checked"
+        if entry.host in here:
+            rank = here[entry.host]
+            role = f"this deployment, rank {rank.rank} ({rank.role}, pid {rank.pid})"
+            lines.append(f"- **{entry.host}**: {what}; {role}")
+        else:
+            running = ", ".join(entry.deployments) or "no active deployment"
+            lines.append(f"- **{entry.host}**: {what} ({running})")
     return lines
 
 
