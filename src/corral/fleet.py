@@ -10,11 +10,17 @@ serving (`routable: false`).
     view = DeploymentView(Policy("m", aliases=("default",)), (Replica("m@1", "m", url),))
     fleet = StaticFleet([view])            # a fixed fleet: tests, benchmarks
     fleet.deployments()                    # read on every request: must be cheap
+
+An on-demand deployment is published with no replica while it is stopped; the gateway
+asks the control plane to start it through `OnDemand` (it never starts engines itself):
+
+    await on_demand.ensure("m", progress)  # False: not on demand; raises when it can't start
+    on_demand.hold("m"); ...; on_demand.release("m")   # in use: not idle, not evictable
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,7 +29,9 @@ from corral.config import Capabilities, Limits, Timeouts
 __all__ = [
     "DeploymentView",
     "FleetView",
+    "OnDemand",
     "Policy",
+    "Progress",
     "Replica",
     "StaticFleet",
     "all_replicas",
@@ -68,6 +76,9 @@ class DeploymentView:
     replicas: tuple[Replica, ...] = ()
     reason: str = ""
     tail: tuple[str, ...] = ()
+    state: str = ""
+    memory_gib: float | None = None
+    on_demand: bool = False
 
     @property
     def name(self) -> str:
@@ -82,6 +93,26 @@ class FleetView(Protocol):
     """Read-only and cheap: the gateway calls it on every request."""
 
     def deployments(self) -> Sequence[DeploymentView]: ...
+
+
+Progress = Callable[[str], None]
+"""Told the start's progress while a request waits (e.g. "load_weights 3.1s")."""
+
+
+class OnDemand(Protocol):
+    """What the gateway may ask of the control plane for deployments started on demand."""
+
+    async def ensure(self, name: str, progress: Progress | None = None) -> bool:
+        """Start `name` (served name or alias) if it is on demand and stopped, and wait
+        until it serves. False when it is not on demand; NoCapacity or EngineError when it
+        can't start; TimeoutError past the configured bound."""
+        ...
+
+    def hold(self, name: str) -> None:
+        """A request to `name` began (it is not idle, and not evicted under it)."""
+
+    def release(self, name: str) -> None:
+        """That request ended."""
 
 
 def all_replicas(fleet: FleetView) -> list[Replica]:

@@ -76,7 +76,8 @@ async def serve(
     services = Services(ledger, home, detect, planner=planner)
     fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
                   reload=reload)  # fmt: skip
-    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
+                            on_demand=fleet.demand)  # fmt: skip
     try:
         gateway.check_exposure()  # before an engine start, not after
         await fleet.start()
