@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,11 @@ from corral.fleet import Progress
 
 __all__ = ["Demand", "StartStats"]
 
+log = logging.getLogger("corral.gateway")
+
 Clock = Callable[[], float]
+StopEngine = Callable[[str, str], object]
+"""Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
 
 
 @dataclass
@@ -51,11 +56,12 @@ class Demand:
     """The control plane's side of `corral.fleet.OnDemand`."""
 
     def __init__(self, supervisors: Mapping[str, Supervisor], config: Callable[[], CorralConfig],
-                 services: Services, *, clock: Clock = time.monotonic, poll: float = 1.0
-                 ) -> None:  # fmt: skip
+                 services: Services, *, stop: StopEngine | None = None,
+                 clock: Clock = time.monotonic, poll: float = 1.0) -> None:  # fmt: skip
         self.supervisors = supervisors
         self.config = config
         self.services = services
+        self.stop_engine = stop or (lambda name, why: stop_deployment(name, services, reason=why))
         self.clock = clock
         self.poll = poll
         self.last_used: dict[str, float] = {}
@@ -192,11 +198,12 @@ class Demand:
     async def _stop(self, sup: Supervisor, state: str, why: str) -> None:
         """Stop its engine (recorded in the ledger with `why`) and wait until it is gone."""
         self.services.say(state, f"{sup.name}: {why}")
+        log.info("on demand: %s %s: %s", sup.name, state, why)
         table = self.stats.evictions if state == "evicted" else self.stats.idle_stops
         self.stats.count(table, sup.name)
         sup.stopped_as = (state, why)
         with contextlib.suppress(EngineError):
-            await asyncio.to_thread(stop_deployment, sup.name, self.services, reason=why)
+            await asyncio.to_thread(self.stop_engine, sup.name, why)
         sup.state, sup.reason, sup.desired = state, why, False
         sup.live = None
 
