@@ -20,7 +20,7 @@ asks the control plane to start it through `OnDemand` (it never starts engines i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,7 +95,7 @@ class FleetView(Protocol):
     def deployments(self) -> Sequence[DeploymentView]: ...
 
 
-Progress = Callable[[str], None]
+Progress = Callable[[str], Awaitable[None]]
 """Told the start's progress while a request waits (e.g. "load_weights 3.1s")."""
 
 

@@ -182,3 +182,35 @@ def _events(ledger: Ledger) -> list[tuple[str, str, str]]:
         "ON d.id = e.deployment_id ORDER BY e.id"
     ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def test_a_streaming_client_sees_the_start_as_sse_comments(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    served = await serve(fleet_config(tmp_path, [on_demand("a", tmp_path)]))
+    text = await _stream(served, "a")
+    assert text.startswith(": starting ")
+    assert "data: {" in text
+    assert text.rstrip().endswith("data: [DONE]")
+
+
+async def test_a_streaming_client_of_a_failed_start_gets_an_error_event(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("print('ValueError: no', flush=True)\nraise SystemExit(3)\n")
+    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True)
+    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    text = await _stream(served, "bad")
+    assert text.startswith(": starting ")
+    assert '"code": "start_failed"' in text or '"code":"start_failed"' in text
+    assert text.rstrip().endswith("data: [DONE]")
+
+
+async def _stream(served: Served, model: str) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+            "stream": True}  # fmt: skip
+    url = f"{served.gateway.url}/v1/chat/completions"
+    async with served.client.stream("POST", url, json=body) as reply:
+        assert reply.status_code == 200
+        return (await reply.aread()).decode()

@@ -137,7 +137,7 @@ class Demand:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{sup.name} did not start within {bound:.0f} s")
             if progress is not None:
-                progress(sup.progress())
+                await progress(sup.progress())
             await asyncio.wait([outcome], timeout=1.0)
         outcome.result()
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from corral.config import GatewaySettings, Role
 from corral.errors import EngineError, NoCapacity
-from corral.fleet import FleetView, OnDemand, all_replicas
+from corral.fleet import FleetView, OnDemand, Progress, all_replicas
 from corral.gateway import limits
 from corral.gateway.admission import Admission
 from corral.gateway.auth import Authenticator, KeySource, Principal
@@ -33,6 +33,7 @@ from corral.gateway.errors import HttpError
 from corral.gateway.metrics import GatewayMetrics, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
 from corral.gateway.routing import CatalogEntry, Route, Router
+from corral.gateway.starting import StartNotice
 
 log = logging.getLogger("corral.gateway")
 
@@ -173,19 +174,24 @@ class Gateway:
         labels = ("", "", who.name)
         status = 500
         ex: Exchange | None = None
+        notice: StartNotice | None = None
         try:
             payload = limits.parse_body(await read_body(request, self.settings.max_body_bytes))
             model = limits.requested_model(payload)
+            notice = StartNotice(request, stream=payload.get("stream") is True)
             # `model` becomes a label only once it resolved: unknown names from clients
             # must not grow the metrics without bound.
-            route = await self._route_starting(model, who)
+            route = await self._route_starting(model, who, notice)
             labels = (route.served_name, model, who.name)
             ex = self._exchange(endpoint, route, payload, started)
+            ex.early = notice.response
             response = await self._held(request, ex)
             status = ex.status
             return response
         except HttpError as exc:
             status = exc.status
+            if notice is not None and notice.response is not None:
+                return await notice.fail(exc)  # the stream had begun: end it with the error
             raise
         except asyncio.CancelledError:
             status = CLIENT_CLOSED  # the client went away before the answer was complete
@@ -208,7 +214,7 @@ class Gateway:
             return route
         return self.router.resolve(model)
 
-    async def _route_starting(self, model: str, who: Principal) -> Route:
+    async def _route_starting(self, model: str, who: Principal, progress: Progress) -> Route:
         """The route; a stopped on-demand deployment is started first (the control plane's
         `OnDemand` does it; a client that leaves cancels only its own wait)."""
         try:
@@ -217,7 +223,7 @@ class Gateway:
             if exc.code != "no_ready_replica" or self.on_demand is None:
                 raise
             try:
-                if not await self.on_demand.ensure(model):
+                if not await self.on_demand.ensure(model, progress):
                     raise
             except NoCapacity as full:
                 raise HttpError(
