@@ -30,6 +30,7 @@ __all__ = [
     "DeploymentView",
     "FleetView",
     "OnDemand",
+    "OnDemandStats",
     "Policy",
     "Progress",
     "Replica",
@@ -99,6 +100,20 @@ Progress = Callable[[str], Awaitable[None]]
 """Told the start's progress while a request waits (e.g. "load_weights 3.1s")."""
 
 
+@dataclass
+class OnDemandStats:
+    """Counts by deployment for /metrics: on-demand starts, idle stops, evictions, and the
+    seconds each request waited for a start (cold start through the gateway)."""
+
+    starts: dict[str, int] = field(default_factory=dict)
+    idle_stops: dict[str, int] = field(default_factory=dict)
+    evictions: dict[str, int] = field(default_factory=dict)
+    cold_start_s: dict[str, list[float]] = field(default_factory=dict)
+
+    def count(self, table: dict[str, int], name: str) -> None:
+        table[name] = table.get(name, 0) + 1
+
+
 class OnDemand(Protocol):
     """What the gateway may ask of the control plane for deployments started on demand."""
 
@@ -107,6 +122,8 @@ class OnDemand(Protocol):
         until it serves. False when it is not on demand; NoCapacity or EngineError when it
         can't start; TimeoutError past the configured bound."""
         ...
+
+    def stats_now(self) -> OnDemandStats: ...
 
     def hold(self, name: str) -> None:
         """A request to `name` began (it is not idle, and not evicted under it)."""

@@ -90,7 +90,9 @@ async def test_a_request_starts_it_and_concurrent_ones_join_the_start(
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert len(runs_of(ledger, "a")) == 1  # one start, joined by all three
     assert (await served.states())["a"] == "running"
-    assert served.fleet.demand.stats.starts == {"a": 1}
+    metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
+    assert 'corral_on_demand_starts_total{deployment="a"} 1' in metrics
+    assert 'corral_on_demand_cold_start_seconds_count{deployment="a"} 3' in metrics
 
 
 async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
@@ -103,6 +105,8 @@ async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
     assert await served.states() == {"a": "running", "b": "evicted", "c": "running"}
     (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
     assert stop == ("b", "stop", "evicted to make room for c")
+    metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
+    assert 'corral_on_demand_evictions_total{deployment="b"} 1' in metrics
 
 
 async def test_racing_for_the_last_memory_one_wins_the_other_gets_503(

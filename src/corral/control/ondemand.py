@@ -22,34 +22,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from corral.config import CorralConfig
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import EngineError, NoCapacity
-from corral.fleet import Progress
+from corral.fleet import OnDemandStats, Progress
 
-__all__ = ["Demand", "StartStats"]
+__all__ = ["Demand"]
 
 log = logging.getLogger("corral.gateway")
 
 Clock = Callable[[], float]
 StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
-
-
-@dataclass
-class StartStats:
-    """Counts for /metrics and the log: on-demand starts, stops, evictions."""
-
-    starts: dict[str, int] = field(default_factory=dict)
-    idle_stops: dict[str, int] = field(default_factory=dict)
-    evictions: dict[str, int] = field(default_factory=dict)
-    cold_start_s: dict[str, list[float]] = field(default_factory=dict)
-
-    def count(self, table: dict[str, int], name: str) -> None:
-        table[name] = table.get(name, 0) + 1
 
 
 class Demand:
@@ -67,7 +53,7 @@ class Demand:
         self.last_used: dict[str, float] = {}
         self.in_flight: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
-        self.stats = StartStats()
+        self.stats = OnDemandStats()
 
     # ---- the gateway's questions ------------------------------------------------------
 
@@ -92,6 +78,9 @@ class Demand:
         if sup.last_start_s is not None:
             self.stats.cold_start_s.setdefault(sup.name, []).append(time.monotonic() - began)
         return True
+
+    def stats_now(self) -> OnDemandStats:
+        return self.stats
 
     def hold(self, name: str) -> None:
         self.in_flight[name] = self.in_flight.get(name, 0) + 1

@@ -30,7 +30,7 @@ from corral.gateway.admission import Admission
 from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
 from corral.gateway.errors import HttpError
-from corral.gateway.metrics import GatewayMetrics, replica_lines
+from corral.gateway.metrics import GatewayMetrics, on_demand_lines, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
 from corral.gateway.routing import CatalogEntry, Route, Router
 from corral.gateway.starting import StartNotice
@@ -155,8 +155,13 @@ class Gateway:
         for name, gate in self.admission.gates.items():  # read at scrape time, not per request
             self.metrics.in_flight.set((name,), gate.in_flight)
             self.metrics.queued.set((name,), gate.queued)
-        text = self.metrics.render(self._replica_health)
+        text = self.metrics.render(self._extra_metrics)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    def _extra_metrics(self) -> Iterable[str]:
+        yield from self._replica_health()
+        if self.on_demand is not None:
+            yield from on_demand_lines(self.on_demand.stats_now())
 
     def _replica_health(self) -> Iterable[str]:
         rows = [
