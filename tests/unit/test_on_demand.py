@@ -15,6 +15,7 @@ import pytest
 
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
+from corral.control.ondemand import idle_stop_warning
 from corral.control.pipeline import Services
 from corral.errors import ConfigError
 from corral.gateway import GatewayServer
@@ -169,6 +170,20 @@ async def test_idle_past_idle_stop_is_stopped_and_recorded(
     assert runs_of(ledger, "a")[-1]["state"] == "stopped"
     assert (await served.chat("a")).status_code == 200  # and starts again on the next one
     assert len(runs_of(ledger, "a")) == 2
+
+
+async def test_an_idle_stop_shorter_than_the_recorded_start_warns(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    config = fleet_config(tmp_path, [on_demand("a", tmp_path, idle_stop=1000)])
+    served = await serve(config)
+    assert (await served.chat("a")).status_code == 200
+    dep = config.deployments[0]
+    assert idle_stop_warning(dep, ledger) is None
+    short = dep.model_copy(update={"idle_stop": 0.001})
+    warning = idle_stop_warning(short, ledger)
+    assert warning is not None
+    assert "idle_stop 0 s is shorter than a's start" in warning
 
 
 def test_idle_stop_takes_durations_and_names_a_bad_one(tmp_path: Path) -> None:

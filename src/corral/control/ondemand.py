@@ -23,19 +23,34 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from corral.config import CorralConfig
+from corral.config import CorralConfig, Deployment
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import EngineError, NoCapacity
 from corral.fleet import OnDemandStats, Progress
+from corral.ledger.db import Ledger
+from corral.ledger.launches import runs_of
 
-__all__ = ["Demand"]
+__all__ = ["Demand", "idle_stop_warning"]
 
 log = logging.getLogger("corral.gateway")
 
 Clock = Callable[[], float]
 StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
+
+
+def idle_stop_warning(dep: Deployment, ledger: Ledger) -> str | None:
+    """An `idle_stop` shorter than the deployment's slowest recorded start: it would spend
+    more time starting than serving."""
+    if not dep.on_demand or dep.idle_stop is None:
+        return None
+    starts = [r["ready_at"] - r["started_at"] for r in runs_of(ledger, dep.name) if r["ready_at"]]
+    if not starts or max(starts) <= dep.idle_stop:
+        return None
+    return (f"idle_stop {dep.idle_stop:.0f} s is shorter than {dep.name}'s start "
+            f"({max(starts):.0f} s recorded): it may stop before it repays its start; "
+            "raise idle_stop")  # fmt: skip
 
 
 class Demand:
