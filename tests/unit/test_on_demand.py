@@ -13,12 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
+from corral.cli.serve import _shown_state
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
 from corral.control.ondemand import idle_stop_warning
 from corral.control.pipeline import Services
 from corral.errors import ConfigError
 from corral.gateway import GatewayServer
+from corral.ledger import runs
 from corral.ledger.db import Ledger, open_ledger
 from corral.ledger.launches import runs_of
 from tests.support.fleet import fleet_config, script_recipe, scripted
@@ -108,6 +110,9 @@ async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
     assert stop == ("b", "stop", "evicted to make room for c")
     metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
     assert 'corral_on_demand_evictions_total{deployment="b"} 1' in metrics
+    rows = {row["deployment"]: row for row in runs.status(ledger)}
+    assert _shown_state(rows["b"]) == "evicted (evicted to make room for c)"
+    assert _shown_state(rows["a"]) == "ready"
 
 
 async def test_racing_for_the_last_memory_one_wins_the_other_gets_503(
