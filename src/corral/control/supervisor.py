@@ -55,7 +55,8 @@ PERMANENT = (ConfigError, PortInUseError, RuntimeMissing)
 
 def policy_of(dep: Deployment) -> Policy:
     return Policy(dep.name, tuple(dep.aliases), tuple(dep.roles), dep.capabilities,
-                  dep.limits, dep.timeouts, dep.engine)  # fmt: skip
+                  dep.limits, dep.timeouts, dep.engine,
+                  upstream_model=dep.endpoint_model)  # fmt: skip
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Supervisor:
     gate: Gate | None = None
     poll: float = 0.5
     probe_timeout: float = 1.0
+    api_key: str | None = None
+    owns_http: bool = False
     desired: bool = True
     state: str = "idle"
     reason: str = ""
@@ -91,8 +94,9 @@ class Supervisor:
         replicas: tuple[Replica, ...] = ()
         if self.live is not None:
             url = self.live.base_url
-            replicas = (Replica(f"{self.name}@{url.removeprefix('http://')}", self.name, url,
-                                routable=self.state == "ready", state=self.state),)  # fmt: skip
+            replicas = (Replica(f"{self.name}@{url.split('://')[-1]}", self.name, url,
+                                routable=self.state == "ready", state=self.state,
+                                api_key=self.api_key),)  # fmt: skip
         return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail,
                               self.state, self.memory_gib(), self.deployment.on_demand)  # fmt: skip
 
@@ -262,8 +266,9 @@ class Supervisor:
         return None
 
     async def _answers(self, live: Live) -> bool:
+        path = "/v1/models" if self.deployment.endpoint else "/health"
         try:
-            reply = await self.http.get(f"{live.base_url}/health", timeout=self.probe_timeout)
+            reply = await self.http.get(f"{live.base_url}{path}", timeout=self.probe_timeout)
         except httpx.HTTPError:
             return False
         return reply.status_code == 200
