@@ -25,7 +25,8 @@ import yaml
 from tests.integration.test_serve import Served, start_serve, wait_until_ready
 from tests.support.vllm import free_port
 
-pytestmark = pytest.mark.integration
+# The session may first wait for the shared vLLM lock; then four starts on 2 shared cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "on-demand.yaml"
 GIB = 1024**3
@@ -99,7 +100,9 @@ def ask(client: openai.OpenAI, model: str) -> float:
         model=model, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4
     )
     assert reply.choices[0].message.content is not None
-    return time.monotonic() - began
+    seconds = time.monotonic() - began
+    print(f"{model}: answered after {seconds:.1f} s", flush=True)
+    return seconds
 
 
 def test_alternating_requests_swap_within_the_budget(served: Served) -> None:
@@ -120,6 +123,7 @@ def test_alternating_requests_swap_within_the_budget(served: Served) -> None:
         sampler.stop.set()
         thread.join()
     after = models(served)
+    print(served.output()[-3000:])
     print(f"\ncold start through the gateway {cold:.1f} s; warm request {warm:.2f} s; "
           f"swaps {', '.join(f'{s:.1f}' for s in swaps)} s; memory high-water "
           f"{sampler.peak_gib:.2f} GiB of a {budget:.0f} GiB budget")  # fmt: skip
