@@ -59,8 +59,8 @@ class Served:
 async def serve(tmp_path: Path, ledger: Ledger) -> AsyncIterator[Any]:
     started: list[tuple[Fleet, GatewayServer, httpx.AsyncClient]] = []
 
-    async def start(config: CorralConfig) -> Served:
-        svc = Services(ledger, tmp_path, cpu_box)
+    async def start(config: CorralConfig, planner: Any = None) -> Served:
+        svc = Services(ledger, tmp_path, cpu_box, planner=planner)
         http = httpx.AsyncClient(timeout=60)
 
         def supervisor_for(cfg: CorralConfig, dep: Deployment, desired: bool) -> Any:
@@ -129,6 +129,20 @@ async def test_racing_for_the_last_memory_one_wins_the_other_gets_503(
     assert "(1.0 GiB, starting)" in error["message"]  # names what holds the memory
     assert refused.headers["Retry-After"] == "10"
     assert sum(len(runs_of(ledger, n)) for n in ("a", "b")) == 1
+
+
+async def test_without_memory_gib_the_planners_weights_and_kv_count(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    def planner(_prepared: Any, _facts: dict[str, str]) -> dict[str, tuple[float | str, str]]:
+        return {"model_load_gib": (0.5, "GiB"), "kv_cache_memory_gib": (1.25, "GiB")}
+
+    deps = [scripted(n, tmp_path, on_demand=True) for n in ("a", "b")]
+    served = await serve(budgeted(fleet_config(tmp_path, deps), 3.0), planner)
+    assert (await served.chat("a")).status_code == 200
+    assert served.fleet.supervisors["a"].planned_gib == 1.75
+    assert (await served.chat("b")).status_code == 200  # 1.75 + 1.75 > 3: a is evicted
+    assert (await served.states())["a"] == "evicted"
 
 
 async def test_a_pinned_deployment_is_never_evicted(

@@ -161,9 +161,12 @@ class Demand:
 
     async def _make_room(self, sup: Supervisor) -> None:
         """Stop idle unpinned deployments on its host (LRU first) until `sup` fits."""
-        budget, need = self.budget(sup.deployment.host), sup.memory_gib() or 0.0
+        budget = self.budget(sup.deployment.host)
         if budget is None:
             return
+        if sup.memory_gib() is None:
+            await asyncio.to_thread(sup.plan_memory)
+        need = sup.memory_gib() or 0.0
         if need > budget:
             raise NoCapacity(f"{sup.name} needs {need:.1f} GiB but host "
                              f"{sup.deployment.host!r} has a budget of {budget:.1f} GiB",

@@ -84,6 +84,7 @@ class Supervisor:
     retry_at: float = 0.0
     phase: tuple[str, float] = ("", 0.0)
     peak_gib: float = 0.0
+    planned_gib: float | None = None
     last_start_s: float | None = None
 
     @property
@@ -102,9 +103,24 @@ class Supervisor:
 
     def memory_gib(self) -> float | None:
         """What it holds (or would need) on its host: the larger of the config's figure
-        and the peak measured while it ran."""
-        figures = [f for f in (self.deployment.memory_gib, self.peak_gib) if f]
+        (else the planner's weights + KV) and the peak measured while it ran."""
+        first = self.deployment.memory_gib or self.planned_gib
+        figures = [f for f in (first, self.peak_gib) if f]
         return max(figures) if figures else None
+
+    def plan_memory(self) -> None:
+        """The planner's weights + KV cache for this deployment, once (blocking). Without a
+        planner, or for a model it can't plan, nothing is known until it ran."""
+        planner = self.services.planner
+        if self.planned_gib is not None or planner is None:
+            return
+        try:
+            figures = planner(self.prepare(), {})
+        except CorralError:
+            return
+        parts = [figures.get(k, (0.0, ""))[0] for k in ("model_load_gib", "kv_cache_memory_gib")]
+        total = sum(p for p in parts if isinstance(p, float))
+        self.planned_gib = total or None
 
     @property
     def holds_memory(self) -> bool:
