@@ -176,11 +176,42 @@ class Deployment(Strict):
             self.host = self.nodes[0]
         return self
 
+    on_demand: bool = Field(
+        default=False, description="start on the first request naming it, not with serve"
+    )
+    idle_stop: float | None = Field(
+        default=None, gt=0, description="stop after this long without requests (15m, 90s, 600)"
+    )
+    pinned: bool = Field(default=False, description="never stopped to make room for another")
+    priority: int = Field(default=0, description="higher is evicted later among idle ones")
+    memory_gib: float | None = Field(
+        default=None, gt=0,
+        description="what it holds on its host (planner's weights + KV + overhead); the "
+        "measured peak replaces it once it ran, when larger",
+    )  # fmt: skip
+
+    @field_validator("idle_stop", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _model_or_endpoint(self) -> Deployment:
         if bool(self.model) == bool(self.endpoint):
             raise ValueError(f"deployment {self.name!r}: set exactly one of `model` or `endpoint`")
         return self
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '90s', '1h', '2.5m' or a bare number of seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], 1.0)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 15m, 90s or 600)") from None
 
 
 class ApiKey(Strict):
@@ -260,6 +291,11 @@ class Host(Strict):
         description="store root name → where that root is mounted on this host "
         "(default: the root's own path)",
     )
+    memory_budget_gib: float | None = Field(
+        default=None, gt=0,
+        description="memory the deployments on this host may hold together (unified-memory "
+        "boxes: system memory counts as the GPU's); on-demand starts evict to stay under it",
+    )  # fmt: skip
 
 
 class ServeSettings(Strict):
@@ -269,6 +305,9 @@ class ServeSettings(Strict):
         default=False,
         description="Ctrl-C stops every engine (they die with serve); otherwise detached and "
         "docker engines keep running and the next serve adopts them",
+    )
+    on_demand_start_timeout: float = Field(
+        default=300.0, gt=0, description="seconds a request waits for an on-demand start"
     )
 
 

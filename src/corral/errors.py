@@ -77,6 +77,16 @@ class RuntimeMissing(EngineError):
     """The runtime a deployment needs (the docker CLI) is not installed on its host."""
 
 
+class NoCapacity(CorralError):
+    """A deployment can't start on its host: what holds the memory won't make room.
+    `retry_after` is when asking again may succeed (seconds)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float = 10.0
+                 ) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class RecipeError(CorralError):
     """No recipe matches, or a recipe file is malformed."""
 

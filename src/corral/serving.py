@@ -82,7 +82,8 @@ async def serve(
     supervisors = _supervisors(services, http, reporter, gate, stop_engines, pool=pool,
                                blocked=blocked)  # fmt: skip
     fleet = Fleet(config, services, supervisors, reload=reload)
-    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger))
+    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
+                            on_demand=fleet.demand)  # fmt: skip
     try:
         gateway.check_exposure()  # before an engine start, not after
         await fleet.start()

@@ -211,10 +211,19 @@ def _print_hosts(console: Console, fleet: list[HostEntry]) -> None:
         console.print(f"  {entry.host:<10} {what}; {running}", highlight=False, markup=False)
 
 
+def _shown_state(row: dict[str, object]) -> str:
+    """`evicted` or `stopped (idle ...)` for on-demand stops, with the reason."""
+    why = row.get("stopped_because")
+    if row["state"] != "stopped" or not isinstance(why, str):
+        return str(row["state"])
+    return f"evicted ({why})" if why.startswith("evicted") else f"stopped ({why})"
+
+
 def _print_status(console: Console, row: dict[str, object]) -> None:
     version = row["engine_version"] or "?"
+    state = _shown_state(row)
     console.print(
-        f"[bold]{row['deployment']}[/]  run {row['run']}  {row['state']}  "
+        f"[bold]{row['deployment']}[/]  run {row['run']}  {state}  "
         f"{row['engine']} {version}  {row['base_url']}",
         highlight=False,
     )

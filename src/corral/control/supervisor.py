@@ -22,6 +22,11 @@ bring it back.
 - A start that can't succeed by retrying (bad config, a taken port, docker missing) is
   not retried; it stays visible with its reason.
 
+An on-demand deployment (`on_demand: true`) is not desired at first: `request_start`
+(the fleet's, under its host's memory lock) wakes it, and `outcome` says how that start
+ended to every request waiting on it. A failed on-demand start is not retried on its
+own: the next request retries it, not before `retry_at` (the restart backoff).
+
 Every decision that could race with another corral process is taken under the
 deployment's lock, re-reading the ledger first.
 """
@@ -29,6 +34,7 @@ deployment's lock, re-reading the ledger first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from corral.config import Deployment
+from corral.control.memory import group_rss_gib
 from corral.control.pipeline import Gate, Live, Services, bring_up, deployment_lock
 from corral.errors import (
     ConfigError,
@@ -82,6 +89,14 @@ class Supervisor:
     live: Live | None = None
     failures: int = 0
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: asyncio.Future[None] | None = None
+    stopped_as: tuple[str, str] | None = None
+    retry_at: float = 0.0
+    phase: tuple[str, float] = ("", 0.0)
+    peak_gib: float = 0.0
+    planned_gib: float | None = None
+    last_start_s: float | None = None
 
     @property
     def name(self) -> str:
@@ -98,7 +113,51 @@ class Supervisor:
         if self.live is not None and self.live.prepared.launch.served_name != self.name:
             # the engine answers to the recipe's served name (the seed's GB10 run: the path)
             policy = replace(policy, upstream_model=self.live.prepared.launch.served_name)
-        return DeploymentView(policy, replicas, self.reason, self.tail)
+        return DeploymentView(policy, replicas, self.reason, self.tail,
+                              self.state, self.memory_gib(), self.deployment.on_demand)  # fmt: skip
+
+    def memory_gib(self) -> float | None:
+        """What it holds (or would need) on its host: the larger of the config's figure
+        (else the planner's weights + KV) and the peak measured while it ran."""
+        first = self.deployment.memory_gib or self.planned_gib
+        figures = [f for f in (first, self.peak_gib) if f]
+        return max(figures) if figures else None
+
+    def plan_memory(self) -> None:
+        """The planner's weights + KV cache for this deployment, once (blocking). Without a
+        planner, or for a model it can't plan, nothing is known until it ran."""
+        planner = self.services.planner
+        if self.planned_gib is not None or planner is None:
+            return
+        try:
+            figures = planner(self.prepare(), {})
+        except CorralError:
+            return
+        parts = [figures.get(k, (0.0, ""))[0] for k in ("model_load_gib", "kv_cache_memory_gib")]
+        total = sum(p for p in parts if isinstance(p, float))
+        self.planned_gib = total or None
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state in {"starting", "ready", "backoff"}
+
+    def request_start(self) -> asyncio.Future[None]:
+        """Wake a stopped on-demand deployment; the future ends with its start."""
+        if self.outcome is None or self.outcome.done():
+            self.outcome = asyncio.get_running_loop().create_future()
+            self.outcome.add_done_callback(_retrieved)
+            self.state, self.reason, self.desired = "starting", "", True
+            self.wake.set()
+        return self.outcome
+
+    def progress(self) -> str:
+        name, since = self.phase
+        return f"starting {name or 'launch'} {time.monotonic() - since:.1f}s"
+
+    def _heard(self, kind: str, text: str) -> None:
+        if kind == "phase":
+            self.phase = (text, time.monotonic())
+        self.services.say(kind, text)
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -108,7 +167,9 @@ class Supervisor:
             if not self.desired:
                 await self._wait_for_a_live_run()
             if not await self._start():
-                if self.state == "failed":
+                if self.deployment.on_demand:
+                    await self._after_failed_on_demand_start()
+                elif self.state == "failed":
                     await self._idle_after_permanent_failure()
                 else:
                     await self._backoff(self.reason)
@@ -117,7 +178,8 @@ class Supervisor:
             ended = await self._watch()
             self.live = None
             if ended == "released":
-                self.desired, self.state, self.reason = False, "stopped", "stopped by corral stop"
+                state, why = self.stopped_as or ("stopped", "stopped by corral stop")
+                self.desired, self.state, self.reason, self.stopped_as = False, state, why, None
                 continue
             if time.monotonic() - began >= self.deployment.restart.healthy_reset:
                 self.failures = 0
@@ -125,18 +187,40 @@ class Supervisor:
 
     async def _start(self) -> bool:
         self.state, self.reason = "starting", ""
+        self.phase, began = ("launch", time.monotonic()), time.monotonic()
+        heard = replace(self.services, say=self._heard)
         try:
             prepared = await asyncio.to_thread(self.prepare)
-            self.live = await bring_up(prepared, self.services, self.runtime, gate=self.gate,
+            self.live = await bring_up(prepared, heard, self.runtime, gate=self.gate,
                                        http=self.http)  # fmt: skip
         except CorralError as exc:
             self._failed(exc)
+            self._tell(exc)
             return False
         finally:
             self.settled.set()
         self.state, self.tail = "ready", ()
+        self.last_start_s = time.monotonic() - began
         self.services.say("ready", f"serving at {self.live.base_url}")
+        self._tell(None)
         return True
+
+    def _tell(self, exc: CorralError | None) -> None:
+        """Every request waiting on this start learns how it ended."""
+        if self.outcome is not None and not self.outcome.done():
+            if exc is None:
+                self.outcome.set_result(None)
+            else:
+                self.outcome.set_exception(exc)
+
+    async def _after_failed_on_demand_start(self) -> None:
+        """Not retried on its own: the next request retries, after the backoff."""
+        policy = self.deployment.restart
+        delay = min(policy.backoff_initial * 2**self.failures, policy.backoff_max)
+        self.failures += 1
+        self.retry_at = time.monotonic() + delay
+        self.state, self.desired = "failed", False
+        await self._wait_for_a_live_run(keep_state=True)
 
     def _failed(self, exc: CorralError) -> None:
         self.live = None
@@ -165,10 +249,14 @@ class Supervisor:
         await asyncio.sleep(delay)
 
     async def _wait_for_a_live_run(self, *, keep_state: bool = False) -> None:
-        if not keep_state and self.state != "failed":
-            self.state = "stopped"
-        while live_run(self.services.ledger, self.name) is None:
-            await asyncio.sleep(self.poll)
+        pending = self.outcome is not None and not self.outcome.done()
+        if not keep_state and self.state not in {"failed", "evicted", "stopped"}:
+            self.state = "starting" if pending else "stopped"
+        if not pending:
+            self.wake.clear()
+        while live_run(self.services.ledger, self.name) is None and not self.wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll)
         self.desired = True
 
     # ---- watching a live engine ---------------------------------------------------------
@@ -195,6 +283,7 @@ class Supervisor:
             except HostError:
                 continue  # the link dropped while asking: the next round rides it out
             misses = 0 if answers else misses + 1
+            self.peak_gib = max(self.peak_gib, await asyncio.to_thread(self._measure, live))
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
@@ -210,6 +299,10 @@ class Supervisor:
             await asyncio.sleep(self.poll)
         self.state, self.reason = "ready", ""
         self.services.say("host", f"host {host} is back; routing to the same engine again")
+
+    @staticmethod
+    def _measure(live: Live) -> float:
+        return group_rss_gib(live.running.group())
 
     def _released(self, run_id: int) -> bool:
         state = runs.run_row(self.services.ledger, run_id).get("state")
@@ -251,3 +344,9 @@ class Supervisor:
                 live.recorder.event("crash", why)
                 live.recorder.ended("failed", live.running.exit_code())
             return False
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """A start nobody waited for still ends quietly (no 'exception never retrieved')."""
+    if not future.cancelled():
+        future.exception()

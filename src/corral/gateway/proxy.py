@@ -31,6 +31,7 @@ from corral.gateway.errors import HttpError, engine_error_body
 from corral.gateway.normalize import Tokens, normalize, read_usage
 from corral.gateway.routing import Route
 from corral.gateway.sse import DONE, SseRelay, error_event
+from corral.gateway.starting import SSE_HEADERS
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -42,7 +43,6 @@ def _upstream_headers(replica: Replica) -> dict[str, str]:
     return {**JSON_HEADERS, "Authorization": f"Bearer {replica.api_key}"}
 
 
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
 
@@ -91,6 +91,7 @@ class Exchange:
     tokens: Tokens = field(default_factory=Tokens)
     reasoning_chunks: int = 0
     retried: bool = False
+    early: web.StreamResponse | None = None  # already started (on-demand start comments)
 
 
 @dataclass
@@ -283,8 +284,9 @@ class Upstream:
     async def _relay_stream(
         self, request: web.BaseRequest, ex: Exchange, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers=SSE_HEADERS)
-        await response.prepare(request)
+        response = ex.early or web.StreamResponse(status=200, headers=SSE_HEADERS)
+        if not response.prepared:
+            await response.prepare(request)
         ex.status = 200
         relay = SseRelay(
             ex.route.requested,

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from corral.config import GatewaySettings, Role
 from corral.errors import ConfigError, PortInUseError
-from corral.fleet import FleetView
+from corral.fleet import FleetView, OnDemand
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
 
@@ -72,8 +72,10 @@ class GatewayServer:
         session: aiohttp.ClientSession | None = None,
         host: str | None = None,
         port: int | None = None,
+        on_demand: OnDemand | None = None,
     ) -> None:
         self.fleet = fleet
+        self.on_demand = on_demand
         self.settings = settings
         self.roles = roles
         self.key_store = key_store
@@ -99,6 +101,7 @@ class GatewayServer:
         gateway = Gateway(
             self.fleet, self.settings, session=session, roles=self.roles,
             key_store=self.key_store, clock=self.clock, auth_required=exposed,
+            on_demand=self.on_demand,
         )  # fmt: skip
         server = web.Server(gateway.handle, handler_cancellation=True)
         runner = web.ServerRunner(server, handle_signals=False, access_log=None)
