@@ -57,10 +57,11 @@ def _register_all() -> None:
         render,
         report,
         serve,
+        tune,
         verify,
     )
 
-    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report):
+    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report, tune):
         module.register(app)
 
 
