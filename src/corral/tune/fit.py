@@ -39,6 +39,8 @@ def check(prepared: Prepared, candidate: Candidate, workload: Workload) -> tuple
     except CorralError as exc:
         return exc.message.splitlines()[0], ""
     per_request = workload.input_len + workload.output_len
+    if max_len and per_request > max_len:
+        return f"the workload's {per_request}-token requests exceed max_model_len {max_len}", ""
     holds = capacity // per_request
     figures = f"KV {capacity:,} tokens: {holds} requests of {per_request} tokens at once"
     if holds < 1:

@@ -31,11 +31,10 @@ def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     if not measured:
         return {"winner": None, "note": "no candidate was measured"}
     best = measured[0]
-    out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
     if best["goodput"] <= 0:
-        out["note"] = "no candidate met the SLO; closest: " + "; ".join(
-            f"{o['name']}: {o.get('miss')}" for o in measured[:3]
-        )
+        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in measured[:3])
+        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}"}
+    out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
     current = next((o for o in measured if o["name"] == "current"), None)
     if current is not None and current is not best:
         margin = (

@@ -27,12 +27,14 @@ from corral.control.pipeline import (
     stop_deployment,
 )
 from corral.errors import CorralError, EngineError
+from corral.recipes.prepare import Prepared
 from corral.tune import fit, store
 from corral.tune.measure import Repeats, measure
 from corral.tune.space import CURRENT, Candidate
 from corral.tune.workload import Objective, Workload
 
 Measure = Callable[[Endpoint, Workload, Objective, Repeats], dict[str, Any]]
+Check = Callable[[Prepared, Candidate, Workload], tuple[str | None, str]]
 FIRST_GUESS_S = 90.0
 
 
@@ -87,15 +89,15 @@ def interrupts_as_keyboard() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def plan_all(config: CorralConfig, request: TuneRequest, services: Services
-             ) -> list[tuple[Candidate, str | None, str]]:  # fmt: skip
+def plan_all(config: CorralConfig, request: TuneRequest, services: Services,
+             check: Check = fit.check) -> list[tuple[Candidate, str | None, str]]:  # fmt: skip
     """Each candidate with the planner's reason it can't fit (None: fits) and figures."""
     out = []
     for cand in request.candidates:
         try:
             prepared = prepare_checked(with_candidate(config, request.deployment, cand),
                                        request.deployment, services)  # fmt: skip
-            reason, figures = fit.check(prepared, cand, request.workload)
+            reason, figures = check(prepared, cand, request.workload)
         except CorralError as exc:
             reason, figures = exc.message.splitlines()[0], ""
         out.append((cand, reason, figures))
@@ -106,9 +108,9 @@ class Search:
     """One `corral tune` run; `say(kind, text)` is the progress sink."""
 
     def __init__(self, config: CorralConfig, request: TuneRequest, services: Services,
-                 measure_fn: Measure = measure) -> None:  # fmt: skip
+                 measure_fn: Measure = measure, check: Check = fit.check) -> None:  # fmt: skip
         self.config, self.request, self.services = config, request, services
-        self.measure = measure_fn
+        self.measure, self.check = measure_fn, check
         self.started = time.monotonic()
         self.durations: list[float] = []
 
@@ -120,7 +122,7 @@ class Search:
         tune_id = store.open_search(ledger, req.deployment, key, req.workload.name,
                                     req.objective.text)  # fmt: skip
         done = store.finished(ledger, tune_id)
-        planned = plan_all(self.config, req, self.services)
+        planned = plan_all(self.config, req, self.services, self.check)
         if all(reason is not None for c, reason, _ in planned if c is not CURRENT):
             skipped = [_skipped(c, r or "", f) for c, r, f in planned]
             for outcome in skipped:
