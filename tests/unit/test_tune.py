@@ -231,6 +231,10 @@ def test_interrupt_restores_and_nothing_fits_restarts_nothing(
 
 
 def test_sigterm_becomes_an_interrupt() -> None:
-    with pytest.raises(KeyboardInterrupt), interrupts_as_keyboard():
+    def terminated() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
+
+    with interrupts_as_keyboard(), pytest.raises(KeyboardInterrupt):
+        terminated()
+    assert signal.getsignal(signal.SIGTERM) is not None
