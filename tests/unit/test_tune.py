@@ -21,6 +21,8 @@ from corral.errors import BenchError, ConfigError
 from corral.ledger.db import Ledger, open_ledger
 from corral.ledger.launches import runs_of
 from corral.recipes.prepare import Prepared
+from corral.report.logbook import collect
+from corral.report.markdown import render
 from corral.tune import fit, result, store
 from corral.tune.measure import Repeats, measure
 from corral.tune.search import Search, TuneRequest, interrupts_as_keyboard
@@ -194,6 +196,11 @@ def test_search_restarts_measures_records_and_restores(tmp_path: Path, ledger: L
         assert "--ttft" not in _running_command(ledger)
         assert any(s.startswith("restore fake restarted") for s in said)
         assert len(store.finished(ledger, tune_id)) == 4
+        summary = {"verdict": verdict, "candidates": outcomes}
+        store.close_search(ledger, tune_id, "done", summary)
+        report = render(collect(ledger, "fake"))
+        assert f"### Search {tune_id}: workload tiny, SLO ttft_p95=300ms (done" in report
+        assert "| broken | failed |" in report
         # the same search again resumes: nothing re-run, no new engine run
         before = len(runs_of(ledger, "fake"))
         store.close_search(ledger, tune_id, "interrupted", {})

@@ -10,6 +10,7 @@ from corral.errors import CorralError
 from corral.ledger import runs
 from corral.ledger.db import Ledger
 from corral.ledger.launches import Launch, fact_rows, launch_of, runs_of
+from corral.tune.store import searches_of
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Logbook:
     history: list[RunRecord]
     verify: list[dict[str, Any]] = field(default_factory=list)
     bench: list[dict[str, Any]] = field(default_factory=list)
+    tuning: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _facts(ledger: Ledger, run_id: int) -> dict[str, FactValue]:
@@ -127,4 +129,5 @@ def collect(ledger: Ledger, deployment: str) -> Logbook:
         history,
         verify=_verify_rows(ledger, current.id),
         bench=_bench_results(ledger, current.id),
+        tuning=searches_of(ledger, deployment),
     )

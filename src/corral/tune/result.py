@@ -36,19 +36,19 @@ def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}"}
     out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
     current = next((o for o in measured if o["name"] == "current"), None)
-    if current is not None and current is not best:
+    if current is best:
+        current = measured[1] if len(measured) > 1 else None
+        out["note"] = "the current settings won"
+    if current is not None:
+        noise = _noise(best, current)
         margin = (
             (best["goodput"] - current["goodput"]) / current["goodput"]
             if current["goodput"]
             else None
         )
-        noise = _noise(best, current)
-        out |= {"margin": margin, "noise": noise,
+        out |= {"against": current["name"], "margin": margin, "noise": noise,
                 "tie": margin is None or margin <= noise}  # fmt: skip
-        tied = [o["name"] for o in measured if _within(o, best, noise)]
-        out["tied_with_winner"] = tied
-    elif current is best:
-        out |= {"margin": 0.0, "tie": False, "note": "the current settings won"}
+        out["tied_with_winner"] = [o["name"] for o in measured if _within(o, best, noise)]
     return out
 
 
@@ -83,7 +83,7 @@ def summary_line(v: dict[str, Any]) -> str:
     text = f"winner: {v['winner']} ({v['goodput']:.2f} req/s within the SLO)"
     if v.get("margin") is not None:
         verdict_word = "a tie" if v.get("tie") else "a win"
-        text += (f", {v['margin']:+.0%} over current, measured spread {v['noise']:.0%}: "
+        text += (f", {v['margin']:+.0%} over {v['against']}, measured spread {v['noise']:.0%}: "
                  f"{verdict_word}")  # fmt: skip
     if v.get("note"):
         text += f"; {v['note']}"
