@@ -27,7 +27,7 @@ from corral.tune import fit, result, store
 from corral.tune.measure import Repeats, measure
 from corral.tune.search import Search, TuneRequest, interrupts_as_keyboard
 from corral.tune.space import Candidate, candidates_of, load_space
-from corral.tune.workload import Objective, Workload, load_workload, parse_objective
+from corral.tune.workload import Objective, Shape, Workload, load_workload, parse_objective
 from tests.unit.test_deploy_flow import make_config
 from tests.unit.test_render import cpu_box
 
@@ -92,9 +92,9 @@ def test_planner_check_on_the_default_model(tmp_path: Path, default_model_path: 
     reason, figures = fit.check(prepared, Candidate("current"), chat)
     assert reason is None
     # 1 GiB of KV for SmolLM2 (30 layers × K,V × 3 heads × 64 × 2 bytes = 23,040 bytes a
-    # token): 46,603 tokens, 2,912 whole blocks of 16 = 46,592; 288 tokens a request.
-    assert "KV 46,592 tokens: 161 requests of 288 tokens" in figures
-    huge = Workload("huge", "", 30000, 10, (1,))
+    # token): 46,603 tokens, 2,912 whole blocks of 16 = 46,592.
+    assert "KV 46,592 tokens: 80 requests of 576 tokens" in figures  # the longest shape
+    huge = Workload("huge", "", (Shape(30000, 10),), (1,))
     reason, _ = fit.check(prepared, Candidate("current"), huge)
     assert reason is not None
     assert "30010-token requests exceed max_model_len 4096" in reason
@@ -139,7 +139,7 @@ def _fits(_p: Prepared, _c: Candidate, _w: Workload) -> tuple[str | None, str]:
     return None, "fits"
 
 
-TINY = Workload("tiny", "", 8, 4, (1, 2), per_level=2, min_requests=2)
+TINY = Workload("tiny", "", (Shape(8, 4, 2), Shape(24, 6)), (1, 2), 2, 2, shared_prefix=4)
 OBJ = parse_objective("ttft_p95=300ms")
 SPACE = {
     "axes": {"ttft": {"flag": "--ttft", "values": [0.01, 0.6]}},

@@ -38,7 +38,7 @@ def check(prepared: Prepared, candidate: Candidate, workload: Workload) -> tuple
         capacity = _capacity(prepared, candidate, max_len)
     except CorralError as exc:
         return exc.message.splitlines()[0], ""
-    per_request = workload.input_len + workload.output_len
+    per_request = workload.longest
     if max_len and per_request > max_len:
         return f"the workload's {per_request}-token requests exceed max_model_len {max_len}", ""
     holds = capacity // per_request

@@ -4,16 +4,17 @@ spread is within the bound."""
 
 from __future__ import annotations
 
+import random
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from corral.bench.client import Endpoint
-from corral.bench.load import Runner, run_async
-from corral.bench.prompts import ServerTokenizer
-from corral.bench.serve import ServeSettings, run_serve
+from corral.bench.client import Endpoint, build_payload
+from corral.bench.load import Request, Runner, run_async
+from corral.bench.prompts import ServerTokenizer, TokenCounter, fit_prompt, shared_prefix
+from corral.bench.serve import ServeSettings, level_result
 from corral.tune.workload import Objective, Workload
 
 
@@ -28,20 +29,34 @@ def level_passes(level: dict[str, Any], objective: Objective) -> bool:
     return (level["good_fraction"] or 0.0) >= objective.share and level["failed"] == 0
 
 
+async def workload_requests(counter: TokenCounter, endpoint: Endpoint, workload: Workload,
+                            n: int, seed: int) -> list[Request]:  # fmt: skip
+    """`n` requests drawn from the workload's shapes (seeded: the same for every candidate)."""
+    rng = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+    prefix = shared_prefix(workload.shared_prefix) if workload.shared_prefix else ""
+    weights = [s.weight for s in workload.shapes]
+    out = []
+    for shape in rng.choices(workload.shapes, weights, k=n):
+        text, count = await fit_prompt(counter, shape.input, rng, chat=False, prefix=prefix)
+        payload = build_payload(endpoint, text, shape.output, ignore_eos=True, extra={})
+        out.append(Request(payload, shape.output, count))
+    return out
+
+
 async def sweep(
     endpoint: Endpoint, workload: Workload, objective: Objective
 ) -> list[dict[str, Any]]:
     """Every level up to and including the first that breaks the SLO."""
     out: list[dict[str, Any]] = []
+    settings = ServeSettings(slo=objective.slo)
+    runner = Runner(endpoint)
     async with httpx.AsyncClient(timeout=60) as client:
         counter = ServerTokenizer(client, endpoint.base_url, endpoint.model)
         for level in workload.levels:
-            settings = ServeSettings(
-                concurrency=[level], num_requests=workload.requests_at(level), warmup=level,
-                input_len=workload.input_len, output_len=workload.output_len, slo=objective.slo,
-            )  # fmt: skip
-            result = await run_serve(endpoint, settings, counter, runner=Runner(endpoint))
-            out.append(result["levels"][0])
+            n = workload.requests_at(level) + level
+            requests = await workload_requests(counter, endpoint, workload, n, seed=level)
+            run = await runner.concurrency(level, requests, warmup=level)
+            out.append(level_result(run, "concurrency", level, settings, None))
             if not level_passes(out[-1], objective):
                 break
     return out

@@ -16,17 +16,29 @@ _PCT = re.compile(r"_p(\d{1,2})\b")
 
 
 @dataclass(frozen=True)
+class Shape:
+    input: int
+    output: int
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     description: str
-    input_len: int
-    output_len: int
+    shapes: tuple[Shape, ...]
     levels: tuple[int, ...]
     per_level: int = 2
     min_requests: int = 4
+    shared_prefix: int = 0
 
     def requests_at(self, level: int) -> int:
         return max(self.min_requests, self.per_level * level)
+
+    @property
+    def longest(self) -> int:
+        """The most tokens one request holds (prompt + output)."""
+        return max(s.input + s.output for s in self.shapes)
 
 
 def load_workload(name: str) -> Workload:
@@ -34,8 +46,10 @@ def load_workload(name: str) -> Workload:
     if name not in data:
         raise BenchError(f"unknown workload {name!r}", hint=f"known: {', '.join(data)}")
     item = data[name]
-    return Workload(name, item["description"], item["input_len"], item["output_len"],
-                    tuple(item["levels"]), item["per_level"], item["min_requests"])  # fmt: skip
+    shapes = tuple(Shape(**s) for s in item["shapes"])
+    levels, prefix = tuple(item["levels"]), item.get("shared_prefix", 0)
+    return Workload(name, item["description"], shapes, levels, item["per_level"],
+                    item["min_requests"], prefix)  # fmt: skip
 
 
 @dataclass(frozen=True)
