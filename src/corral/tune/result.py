@@ -93,7 +93,7 @@ def summary_line(v: dict[str, Any]) -> str:
 def plot(outcomes: list[dict[str, Any]], folder: Path) -> list[Path]:
     """goodput.png (goodput against load, per candidate) and pareto.png (goodput against
     decode tok/s at concurrency 1, the front marked)."""
-    from corral.bench.plots import _figure
+    from corral.bench.plots import _figure, _save
 
     plt = _figure()
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,13 +126,6 @@ def pareto(points: list[tuple[float, float, str]]) -> set[str]:
         return any(a >= x and b >= y and (a, b) != (x, y) for a, b, _ in points)
 
     return {n for x, y, n in points if not beaten(x, y)}
-
-
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def apply_winner(config_path: Path, deployment: str, winner: dict[str, Any]) -> tuple[str, str]:
