@@ -245,3 +245,11 @@ def test_sigterm_becomes_an_interrupt() -> None:
     with interrupts_as_keyboard(), pytest.raises(KeyboardInterrupt):
         terminated()
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    levels = [{"level": 1, "goodput_req_s": 0.5}, {"level": 2, "goodput_req_s": 1.0}]
+    outcome = {**_outcome("a", 1.0, None), "repeats": [{"levels": levels}]}
+    paths = result.plot([outcome, {"name": "b", "status": "skipped"}], tmp_path)
+    assert [p.name for p in paths] == ["goodput.png", "pareto.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
