@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -91,12 +91,14 @@ def interrupts_as_keyboard() -> Iterator[None]:
 
 def plan_all(config: CorralConfig, request: TuneRequest, services: Services,
              check: Check = fit.check) -> list[tuple[Candidate, str | None, str]]:  # fmt: skip
-    """Each candidate with the planner's reason it can't fit (None: fits) and figures."""
+    """Each candidate with the planner's reason it can't fit (None: fits) and figures (the
+    recipe's notes are said once, at the first restart, not once per candidate)."""
+    quiet = replace(services, say=lambda _kind, _text: None)
     out = []
     for cand in request.candidates:
         try:
             prepared = prepare_checked(with_candidate(config, request.deployment, cand),
-                                       request.deployment, services)  # fmt: skip
+                                       request.deployment, quiet)  # fmt: skip
             reason, figures = check(prepared, cand, request.workload)
         except CorralError as exc:
             reason, figures = exc.message.splitlines()[0], ""
