@@ -40,7 +40,7 @@ def test_tune_default_model(vllm_lock: None, default_model_path: Path, tmp_path:
     try:
         done = corral(
             "tune", NAME, "--config", str(config), "--space", str(space), "--workload", "tiny",
-            "--slo", "ttft_p95=5s", "--repeats", "2", "--max-time", "8m",
+            "--slo", "ttft_p95=5s", "--repeats", "1", "--max-time", "6m",
             "--save", str(saved), "--plots", str(tmp_path / "plots"), timeout=560,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
