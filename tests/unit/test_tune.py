@@ -253,3 +253,11 @@ def test_plots_are_written(tmp_path: Path) -> None:
     paths = result.plot([outcome, {"name": "b", "status": "skipped"}], tmp_path)
     assert [p.name for p in paths] == ["goodput.png", "pareto.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_budget_durations() -> None:
+    from corral.cli.tune import parse_duration
+
+    assert [parse_duration(t) for t in ("20m", "90s", "1h", "45")] == [1200, 90, 3600, 45]
+    with pytest.raises(ConfigError, match="like 20m or 90s"):
+        parse_duration("soon")
