@@ -61,7 +61,20 @@ def _register_all() -> None:
         verify,
     )
 
-    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report, tune):
+    for module in (
+        serve,
+        models,
+        hw,
+        recipes,
+        render,
+        bench,
+        keys,
+        verify,
+        plan,
+        deploy,
+        report,
+        tune,
+    ):
         module.register(app)
 
 
