@@ -107,8 +107,19 @@ class Deployment(Strict):
 
     name: str = Field(min_length=1, description="served model name clients ask for")
     model: str = Field(
-        min_length=1,
+        default="",
         description="store name (org/name[@revision]) or a path to a model folder",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="an OpenAI-compatible endpoint corral does not launch (in place of model)",
+    )
+    endpoint_model: str | None = Field(
+        default=None, description="the model name the endpoint answers to (default: name)"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding the endpoint's API key"
     )
     engine: Literal["vllm", "sglang", "llama-server"] = "vllm"
     runtime: Literal["process", "docker"] = "process"
@@ -135,6 +146,12 @@ class Deployment(Strict):
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )
     docker: DockerOptions = Field(default_factory=DockerOptions)
+
+    @model_validator(mode="after")
+    def _model_or_endpoint(self) -> Deployment:
+        if bool(self.model) == bool(self.endpoint):
+            raise ValueError(f"deployment {self.name!r}: set exactly one of `model` or `endpoint`")
+        return self
 
 
 class ApiKey(Strict):

@@ -42,6 +42,8 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts | None = None
     engine: str = "vllm"
+    upstream_model: str | None = None
+    """The model name to send upstream when it isn't the served name (an endpoint's)."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from corral.config import CorralConfig, Deployment
 from corral.control.fleet import Fleet
 from corral.control.pipeline import Gate, Planner, Services, prepare_checked, runtime_of
 from corral.control.supervisor import Supervisor
-from corral.errors import PortInUseError
+from corral.errors import ConfigError, PortInUseError
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
 from corral.hardware.detect import detect_local
@@ -101,12 +102,33 @@ def _supervisors(
 
     def supervisor_for(config: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
         own = replace(services, say=lambda kind, text: reporter.say(dep.name, kind, text))
+        key = endpoint_key(dep)
+        client = http if key is None else httpx.AsyncClient(headers=bearer(key))
         return Supervisor(
             dep, lambda: prepare_checked(config, dep.name, own), own,
-            runtime_of(dep, own, supervised=supervised), http, gate=gate, desired=desired,
+            runtime_of(dep, own, supervised=supervised), client, gate=gate, desired=desired,
+            api_key=key, owns_http=client is not http,
         )  # fmt: skip
 
     return supervisor_for
+
+
+def endpoint_key(dep: Deployment, env: Mapping[str, str] | None = None) -> str | None:
+    """An unmanaged endpoint's key, from the environment variable its config names."""
+    if dep.api_key_env is None:
+        return None
+    value = (os.environ if env is None else env).get(dep.api_key_env)
+    if not value:
+        raise ConfigError(
+            f"deployment {dep.name!r} reads its endpoint's key from ${dep.api_key_env}, "
+            "which is not set",
+            hint=f"export {dep.api_key_env}=... before `corral serve`",
+        )
+    return value
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 async def until_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:

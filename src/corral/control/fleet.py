@@ -129,6 +129,9 @@ class Fleet:
                 await task
         if stop_engines:
             await asyncio.gather(*(self._stop(name) for name in self.supervisors))
+        for sup in self.supervisors.values():
+            if sup.owns_http:
+                await sup.http.aclose()
 
     async def _stop(self, name: str) -> None:
         with contextlib.suppress(EngineError):

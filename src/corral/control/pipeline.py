@@ -45,6 +45,7 @@ from corral.recipes.prepare import Detector, Prepared, prepare
 from corral.runtime import runtime_for
 from corral.runtime.base import Command, Identity, Running, Runtime
 from corral.runtime.docker import DockerRuntime
+from corral.runtime.endpoint import EndpointRuntime
 from corral.runtime.host import Host, LocalHost
 from corral.runtime.process import DetachedRuntime
 from corral.runtime.readiness import NotReady, Probe, wait_ready
@@ -58,6 +59,7 @@ __all__ = [
     "bring_up",
     "claim",
     "deployment_lock",
+    "differs",
     "find_running",
     "log_lines",
     "prepare_checked",
@@ -158,6 +160,8 @@ def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker"
     identity = Identity(launch.pid, launch.pid_started_at, launch.container,
                         launch.container_id)  # fmt: skip
     adopter: Runtime = DockerRuntime(host, docker) if launch.container else DetachedRuntime(host)
+    if live["runtime"] == "endpoint":
+        adopter = EndpointRuntime(host)
     return live, adopter.adopt(identity, Path(live["log_path"] or "/dev/null"))
 
 
@@ -187,6 +191,15 @@ def _adopted(prepared: Prepared, services: Services, runtime: Runtime, live: dic
     return Live(prepared, run_id, running, recorder, adopted=True, notes=notes)
 
 
+def differs(prepared: Prepared, services: Services, runtime: Runtime) -> list[str]:
+    """How the running engine's command differs from the config's (empty: same or none)."""
+    live = live_run(services.ledger, prepared.deployment.name)
+    if live is None:
+        return []
+    wanted = runtime.command(prepared.launch, prepared.deployment.docker)
+    return command_diff(json.loads(live["command"]), wanted, Recorder.secrets_of(wanted))
+
+
 def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...]) -> list[str]:
     """How the running engine's command differs from what the config renders now."""
     now = [mask_words(a, secrets) for a in wanted.argv]
@@ -196,7 +209,7 @@ def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...])
     body = " ".join(line for line in list(diff)[2:] if line[:1] in "+-")
     return [
         f"the running engine was started with a different command than the config now "
-        f"renders ({body}); `corral deploy NAME --restart` applies it"
+        f"renders ({body}); `corral deploy NAME` applies it"
     ]
 
 
@@ -275,7 +288,7 @@ async def bring_up(
 async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) -> float | None:
     """An adopted engine: already ready (nothing to record), or still starting (wait)."""
     row = live.recorder.ledger.conn.execute("SELECT state FROM runs WHERE id = ?", (live.run_id,))
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     try:
         await wait_ready(probe, client, lambda: True)
     except NotReady as exc:
@@ -288,7 +301,7 @@ async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) ->
 async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> float:
     watch = LineWatch(live.running)
     watch.start()
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     task = asyncio.create_task(wait_ready(probe, client, live.running.alive))
     try:
         while not task.done():
@@ -309,6 +322,12 @@ async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> flo
         watch.done.set()
         if not task.done():
             task.cancel()
+
+
+def probe_for(live: Live, timeout: float) -> Probe:
+    """Readiness of an engine (`/health`), or of an endpoint (which may have none)."""
+    health = "/v1/models" if live.prepared.deployment.endpoint else "/health"
+    return Probe(live.base_url, live.prepared.launch.served_name, timeout, health_path=health)
 
 
 class LineWatch:
@@ -413,21 +432,28 @@ def stop_deployment(name: str, services: Services, *, reason: str = "stopped") -
 
 
 def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterator[str]:
-    """The newest run's log file (a container's lines are copied there as they are read);
-    `follow` keeps reading while the engine runs."""
+    """The newest run's log: `docker logs` while its container exists, else the run's log
+    file; `follow` keeps reading while the engine runs."""
     all_runs = runs_of(services.ledger, name)
     if not all_runs:
         raise EngineError(f"{name!r} has never been deployed", hint=f"corral deploy {name}")
     run = all_runs[-1]
-    path = Path(run["log_path"])
-    if follow and run["ended_at"] is None:
-        found = find_running(services.ledger, name, services.host, services.docker)
-        running = found[1] if found else None
-        if running is not None:
-            yield from running.lines(lambda: True)
-            return
-    yield from services.host.follow(path, lambda: False)
+    launch = launch_of(services.ledger, int(run["id"]))
+    cli = DockerRuntime(services.host, services.docker).cli
+    if launch is not None and launch.container and cli.state(launch.container):
+        proc = cli.logs(launch.container, follow=follow)
+        assert proc.stdout is not None
+        with proc.stdout:
+            yield from proc.stdout
+        proc.wait()
+        return
+    found = find_running(services.ledger, name, services.host, services.docker)
+    running = found[1] if found and run["ended_at"] is None else None
+    keep = running.alive if (follow and running is not None) else (lambda: False)
+    yield from services.host.follow(Path(run["log_path"]), keep)
 
 
 def runtime_of(dep: Deployment, services: Services, *, supervised: bool) -> Runtime:
+    if dep.endpoint is not None:
+        return EndpointRuntime(services.host)
     return runtime_for(dep.runtime, services.host, supervised=supervised, docker=services.docker)

@@ -48,7 +48,8 @@ PERMANENT = (ConfigError, PortInUseError, RuntimeMissing)
 
 def policy_of(dep: Deployment) -> Policy:
     return Policy(dep.name, tuple(dep.aliases), tuple(dep.roles), dep.capabilities,
-                  dep.limits, dep.timeouts, dep.engine)  # fmt: skip
+                  dep.limits, dep.timeouts, dep.engine,
+                  upstream_model=dep.endpoint_model)  # fmt: skip
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Supervisor:
     gate: Gate | None = None
     poll: float = 0.5
     probe_timeout: float = 1.0
+    api_key: str | None = None
+    owns_http: bool = False
     desired: bool = True
     state: str = "idle"
     reason: str = ""
@@ -77,8 +80,9 @@ class Supervisor:
         replicas: tuple[Replica, ...] = ()
         if self.live is not None:
             url = self.live.base_url
-            replicas = (Replica(f"{self.name}@{url.removeprefix('http://')}", self.name, url,
-                                routable=self.state == "ready", state=self.state),)  # fmt: skip
+            replicas = (Replica(f"{self.name}@{url.split('://')[-1]}", self.name, url,
+                                routable=self.state == "ready", state=self.state,
+                                api_key=self.api_key),)  # fmt: skip
         return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail)
 
     # ---- the loop -----------------------------------------------------------------------
@@ -164,8 +168,11 @@ class Supervisor:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
                 return "released"
-            death = await asyncio.to_thread(self._death, live, members)
-            misses = 0 if await self._answers(live) else misses + 1
+            # the group check (psutil, in a thread) and the probe run side by side
+            death, answers = await asyncio.gather(
+                asyncio.to_thread(self._death, live, members), self._answers(live)
+            )
+            misses = 0 if answers else misses + 1
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
@@ -185,8 +192,9 @@ class Supervisor:
         return None
 
     async def _answers(self, live: Live) -> bool:
+        path = "/v1/models" if self.deployment.endpoint else "/health"
         try:
-            reply = await self.http.get(f"{live.base_url}/health", timeout=self.probe_timeout)
+            reply = await self.http.get(f"{live.base_url}{path}", timeout=self.probe_timeout)
         except httpx.HTTPError:
             return False
         return reply.status_code == 200

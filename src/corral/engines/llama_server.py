@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
+from corral.engines.base import EngineEvent, Fact, Failure, Phase
 from corral.engines.vllm import ANSI, known_failures
 
 OFFSET = re.compile(r"^(\d+)\.(\d\d)\.(\d{3})\.(\d{3}) [IWEDT] (.*)$")
@@ -91,16 +91,6 @@ class LlamaServerLogParser:
 
 class LlamaServerEngine:
     name = "llama-server"
-
-    def command(self, spec: LaunchSpec) -> LaunchCommand:
-        argv = [
-            spec.python or "llama-server", "-m", str(spec.model_path), "--alias", spec.served_name,
-            "--host", spec.host, "--port", str(spec.port), "--metrics", "--jinja",
-        ]  # fmt: skip
-        if spec.max_model_len is not None:
-            argv += ["-c", str(spec.max_model_len)]
-        argv += list(spec.extra_args)
-        return LaunchCommand(argv=tuple(argv), env=tuple(dict(spec.extra_env).items()))
 
     def parser(self) -> LlamaServerLogParser:
         return LlamaServerLogParser()

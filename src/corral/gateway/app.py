@@ -228,7 +228,8 @@ class Gateway:
         limits.drop_engine_fields(payload, policy.limits.allowed_fields)
         stream = payload.get("stream") is True
         wants_usage = limits.wants_usage(payload)
-        body = limits.upstream_body(payload, route.served_name, stream=stream and endpoint.rewrite)
+        upstream = policy.upstream_model or route.served_name
+        body = limits.upstream_body(payload, upstream, stream=stream and endpoint.rewrite)
         timeouts = policy.timeouts or self.settings.timeouts
         return Exchange(
             path=endpoint.path, route=route, body=body, stream=stream, wants_usage=wants_usage,
