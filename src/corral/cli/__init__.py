@@ -58,6 +58,7 @@ def _register_all() -> None:
         render,
         report,
         serve,
+        tune,
         verify,
     )
 
@@ -74,6 +75,7 @@ def _register_all() -> None:
         deploy,
         report,
         hosts,
+        tune,
     ):
         module.register(app)
 

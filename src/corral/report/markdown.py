@@ -73,6 +73,7 @@ def render(book: Logbook, *, ledger_path: str = "") -> str:
         model_specs,
         deployment_details,
         performance,
+        tuning,
         memory,
         startup,
         api_access,
@@ -223,6 +224,27 @@ def performance(book: Logbook) -> list[str]:
         ]
         lines += [_story_row(row) for row in bench["rows"]]
     return lines + _reference_figures(book)
+
+
+def tuning(book: Logbook) -> list[str]:
+    """Every `corral tune` search of this deployment: its table and verdict."""
+    from corral.tune.result import summary_line, table
+
+    if not book.tuning:
+        return []
+    lines = ["## Tuning"]
+    for search in book.tuning:
+        res = search["result"]
+        lines += [
+            "",
+            f"### Search {search['id']}: workload {search['workload']}, SLO {search['slo']} "
+            f"({search['state']}, {when(search['started_at'])})",
+            "",
+            table(res.get("candidates", [])),
+            "",
+            summary_line(res.get("verdict", {})),
+        ]
+    return lines
 
 
 def _story_row(row: dict[str, Any]) -> str:
