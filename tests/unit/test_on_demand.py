@@ -106,6 +106,8 @@ async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
     for name in ("a", "b", "a", "c"):  # b is the least recently used when c starts
         assert (await served.chat(name)).status_code == 200
     assert await served.states() == {"a": "running", "b": "evicted", "c": "running"}
+    await asyncio.sleep(2)  # a supervisor must not bring an evicted one back on its own
+    assert [len(runs_of(ledger, n)) for n in ("a", "b", "c")] == [1, 1, 1]
     (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
     assert stop == ("b", "stop", "evicted to make room for c")
     metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
