@@ -106,6 +106,8 @@ async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
     for name in ("a", "b", "a", "c"):  # b is the least recently used when c starts
         assert (await served.chat(name)).status_code == 200
     assert await served.states() == {"a": "running", "b": "evicted", "c": "running"}
+    await asyncio.sleep(2)  # a supervisor must not bring an evicted one back on its own
+    assert [len(runs_of(ledger, n)) for n in ("a", "b", "c")] == [1, 1, 1]
     (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
     assert stop == ("b", "stop", "evicted to make room for c")
     metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
@@ -252,3 +254,17 @@ async def _stream(served: Served, model: str) -> str:
     async with served.client.stream("POST", url, json=body) as reply:
         assert reply.status_code == 200
         return (await reply.aread()).decode()
+
+
+async def test_an_engine_slow_to_stop_is_not_started_again_while_it_goes(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    """vLLM takes seconds to stop; the run is `stopping` meanwhile, which is no live run
+    for the supervisor to adopt (it once launched the evicted deployment again)."""
+    slow = on_demand("a", tmp_path, args=["--ignore-sigterm"])
+    served = await serve(budgeted(fleet_config(tmp_path, [slow, on_demand("b", tmp_path)]), 1.5))
+    assert (await served.chat("a")).status_code == 200
+    assert (await served.chat("b")).status_code == 200
+    await asyncio.sleep(1)
+    assert [len(runs_of(ledger, n)) for n in ("a", "b")] == [1, 1]
+    assert (await served.states())["a"] == "evicted"

@@ -254,10 +254,16 @@ class Supervisor:
             self.state = "starting" if pending else "stopped"
         if not pending:
             self.wake.clear()
-        while live_run(self.services.ledger, self.name) is None and not self.wake.is_set():
+        while not self._someone_started_it() and not self.wake.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll)
         self.desired = True
+
+    def _someone_started_it(self) -> bool:
+        """A live run (`corral deploy` from another terminal); not the one a stop is still
+        ending (state `stopping`: a vLLM engine takes seconds to go)."""
+        run = live_run(self.services.ledger, self.name)
+        return run is not None and run["state"] not in {"stopping", "stopped"}
 
     # ---- watching a live engine ---------------------------------------------------------
 
