@@ -32,6 +32,8 @@ from corral.errors import ConfigError
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_STORE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+LOCAL_HOST = "local"  # this machine: reached without SSH
+LOCAL_NAMES = frozenset({LOCAL_HOST, "localhost"})
 
 
 class Strict(BaseModel):
@@ -107,8 +109,19 @@ class Deployment(Strict):
 
     name: str = Field(min_length=1, description="served model name clients ask for")
     model: str = Field(
-        min_length=1,
+        default="",
         description="store name (org/name[@revision]) or a path to a model folder",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="an OpenAI-compatible endpoint corral does not launch (in place of model)",
+    )
+    endpoint_model: str | None = Field(
+        default=None, description="the model name the endpoint answers to (default: name)"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding the endpoint's API key"
     )
     engine: Literal["vllm", "sglang", "llama-server"] = "vllm"
     runtime: Literal["process", "docker"] = "process"
@@ -141,6 +154,70 @@ class Deployment(Strict):
         default=None, description="address the engine listens on (default: the recipe's, loopback)"
     )
     docker: DockerOptions = Field(default_factory=DockerOptions)
+    nodes: list[str] = Field(
+        default_factory=list,
+        description="hosts one engine spans (multi-node); the first is the head, where the "
+        "API server runs; `host` is then the head",
+    )
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+    distributed_backend: Literal["mp", "ray"] = Field(
+        default="mp",
+        description="multi-node: vLLM's own processes (`mp`: --nnodes/--node-rank/--headless) "
+        "or a Ray cluster corral starts on the nodes",
+    )
+    master_port: int = Field(
+        default=29501, ge=1, le=65535, description="multi-node: the head's rendezvous port"
+    )
+
+    @model_validator(mode="after")
+    def _head_is_the_host(self) -> Deployment:
+        if self.nodes:
+            if len(set(self.nodes)) != len(self.nodes):
+                raise ValueError(f"nodes {self.nodes} names a host twice")
+            if self.host not in LOCAL_NAMES and self.host != self.nodes[0]:
+                raise ValueError(
+                    f"host {self.host!r} is not the first of nodes {self.nodes} (the head)"
+                )
+            self.host = self.nodes[0]
+        return self
+
+    on_demand: bool = Field(
+        default=False, description="start on the first request naming it, not with serve"
+    )
+    idle_stop: float | None = Field(
+        default=None, gt=0, description="stop after this long without requests (15m, 90s, 600)"
+    )
+    pinned: bool = Field(default=False, description="never stopped to make room for another")
+    priority: int = Field(default=0, description="higher is evicted later among idle ones")
+    memory_gib: float | None = Field(
+        default=None, gt=0,
+        description="what it holds on its host (planner's weights + KV + overhead); the "
+        "measured peak replaces it once it ran, when larger",
+    )  # fmt: skip
+
+    @field_validator("idle_stop", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _model_or_endpoint(self) -> Deployment:
+        if bool(self.model) == bool(self.endpoint):
+            raise ValueError(f"deployment {self.name!r}: set exactly one of `model` or `endpoint`")
+        return self
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '90s', '1h', '2.5m' or a bare number of seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], 1.0)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 15m, 90s or 600)") from None
 
 
 class KeyLimits(Strict):
@@ -226,10 +303,40 @@ class StoreSettings(Strict):
     roots: list[StoreRoot] = Field(default_factory=list)
 
 
+class HostSsh(Strict):
+    """How corral reaches a host: OpenSSH with key auth and checked host keys (decision 0013)."""
+
+    user: str | None = Field(default=None, description="login user; default: your own")
+    port: int = Field(default=22, ge=1, le=65535)
+    key: Path | None = Field(default=None, description="private key; default: ssh's own")
+    known_hosts: Path = Field(
+        default=Path("~/.ssh/known_hosts"),
+        description="host keys to check against; an unknown or changed key is refused",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+
 class Host(Strict):
+    """A machine in the fleet. Every host but `local` is reached over SSH; no agent runs there."""
+
     address: str = "127.0.0.1"
-    hardware: str | None = None
+    hardware: str | None = Field(default=None, description="a hardware kind; default: detected")
     description: str = ""
+    ssh: HostSsh = Field(default_factory=HostSsh)
+    interface: str | None = Field(
+        default=None,
+        description="network interface for NCCL/GLOO between nodes (NCCL_SOCKET_IFNAME)",
+    )
+    mounts: dict[str, Path] = Field(
+        default_factory=dict,
+        description="store root name → where that root is mounted on this host "
+        "(default: the root's own path)",
+    )
+    memory_budget_gib: float | None = Field(
+        default=None, gt=0,
+        description="memory the deployments on this host may hold together (unified-memory "
+        "boxes: system memory counts as the GPU's); on-demand starts evict to stay under it",
+    )  # fmt: skip
 
 
 class ServeSettings(Strict):
@@ -239,6 +346,9 @@ class ServeSettings(Strict):
         default=False,
         description="Ctrl-C stops every engine (they die with serve); otherwise detached and "
         "docker engines keep running and the next serve adopts them",
+    )
+    on_demand_start_timeout: float = Field(
+        default=300.0, gt=0, description="seconds a request waits for an on-demand start"
     )
 
 
@@ -254,6 +364,34 @@ class CorralConfig(Strict):
     recipes_dir: Path | None = None
     serve: ServeSettings = Field(default_factory=ServeSettings)
     deployments: list[Deployment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _hosts_known(self) -> CorralConfig:
+        roots = {root.name for root in self.store.roots}
+        for name, host in self.hosts.items():
+            unknown = sorted(set(host.mounts) - roots)
+            if unknown:
+                raise ValueError(
+                    f"hosts.{name}.mounts names store roots {unknown} that store.roots lacks"
+                )
+        for dep in self.deployments:
+            for name in dict.fromkeys([dep.host, *dep.nodes]):
+                if name not in LOCAL_NAMES and name not in self.hosts:
+                    known = ", ".join(sorted(self.hosts)) or "none"
+                    raise ValueError(
+                        f"deployment {dep.name!r} runs on host {name!r}, which `hosts:` "
+                        f"does not define (hosts: {known})"
+                    )
+        return self
+
+    def host(self, name: str) -> Host:
+        """The host called `name` (`local` is this machine even when `hosts:` omits it)."""
+        if name in self.hosts:
+            return self.hosts[name]
+        if name in LOCAL_NAMES:
+            return Host(address="127.0.0.1", description="this machine")
+        known = ", ".join(sorted(self.hosts)) or "none"
+        raise ConfigError(f"no host named {name!r} (hosts: {known})")
 
     @field_validator("deployments")
     @classmethod

@@ -8,6 +8,10 @@
      │    └── RuntimeMissing  the runtime a deployment needs (docker) is not installed
      ├── RecipeError          no recipe matches, or a recipe is malformed
      ├── HardwareError        detection failed in a way the user must know about
+     ├── HostError            another host can't be reached or used (names the host)
+     │    ├── HostUnreachableError  no SSH connection: down, partitioned, wrong address
+     │    ├── HostAuthError         the host refused our key
+     │    └── HostKeyError          the host's key is unknown or changed
      ├── PlanError            the planner lacks an input or the settings can't fit
      │    └── DoesNotFit      the planner's figures refuse a deployment before launch
      │         └── KvCacheError  the memory settings leave no KV room for one request
@@ -75,12 +79,42 @@ class RuntimeMissing(EngineError):
     """The runtime a deployment needs (the docker CLI) is not installed on its host."""
 
 
+class NoCapacity(CorralError):
+    """A deployment can't start on its host: what holds the memory won't make room.
+    `retry_after` is when asking again may succeed (seconds)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float = 10.0
+                 ) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class RecipeError(CorralError):
     """No recipe matches, or a recipe file is malformed."""
 
 
 class HardwareError(CorralError):
     """Hardware detection failed in a way the user must know about."""
+
+
+class HostError(CorralError):
+    """Another host can't be reached, refused us, or lacks what a deployment needs."""
+
+    def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"host {host}: {message}", hint=hint)
+        self.host = host
+
+
+class HostUnreachableError(HostError):
+    """No SSH connection to the host (down, partitioned, wrong address or port)."""
+
+
+class HostAuthError(HostError):
+    """The host's sshd refused corral's key."""
+
+
+class HostKeyError(HostError):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
 
 
 class PlanError(CorralError):

@@ -10,11 +10,17 @@ serving (`routable: false`).
     view = DeploymentView(Policy("m", aliases=("default",)), (Replica("m@1", "m", url),))
     fleet = StaticFleet([view])            # a fixed fleet: tests, benchmarks
     fleet.deployments()                    # read on every request: must be cheap
+
+An on-demand deployment is published with no replica while it is stopped; the gateway
+asks the control plane to start it through `OnDemand` (it never starts engines itself):
+
+    await on_demand.ensure("m", progress)  # False: not on demand; raises when it can't start
+    on_demand.hold("m"); ...; on_demand.release("m")   # in use: not idle, not evictable
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,7 +29,10 @@ from corral.config import Capabilities, Limits, Timeouts
 __all__ = [
     "DeploymentView",
     "FleetView",
+    "OnDemand",
+    "OnDemandStats",
     "Policy",
+    "Progress",
     "Replica",
     "StaticFleet",
     "all_replicas",
@@ -43,6 +52,8 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts | None = None
     engine: str = "vllm"
+    upstream_model: str | None = None
+    """The model name to send upstream when it isn't the served name (an endpoint's)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class DeploymentView:
     reason: str = ""
     tail: tuple[str, ...] = ()
     state: str = ""
+    memory_gib: float | None = None
+    on_demand: bool = False
 
     @property
     def name(self) -> str:
@@ -89,6 +102,42 @@ class FleetView(Protocol):
     """Read-only and cheap: the gateway calls it on every request."""
 
     def deployments(self) -> Sequence[DeploymentView]: ...
+
+
+Progress = Callable[[str], Awaitable[None]]
+"""Told the start's progress while a request waits (e.g. "load_weights 3.1s")."""
+
+
+@dataclass
+class OnDemandStats:
+    """Counts by deployment for /metrics: on-demand starts, idle stops, evictions, and the
+    seconds each request waited for a start (cold start through the gateway)."""
+
+    starts: dict[str, int] = field(default_factory=dict)
+    idle_stops: dict[str, int] = field(default_factory=dict)
+    evictions: dict[str, int] = field(default_factory=dict)
+    cold_start_s: dict[str, list[float]] = field(default_factory=dict)
+
+    def count(self, table: dict[str, int], name: str) -> None:
+        table[name] = table.get(name, 0) + 1
+
+
+class OnDemand(Protocol):
+    """What the gateway may ask of the control plane for deployments started on demand."""
+
+    async def ensure(self, name: str, progress: Progress | None = None) -> bool:
+        """Start `name` (served name or alias) if it is on demand and stopped, and wait
+        until it serves. False when it is not on demand; NoCapacity or EngineError when it
+        can't start; TimeoutError past the configured bound."""
+        ...
+
+    def stats_now(self) -> OnDemandStats: ...
+
+    def hold(self, name: str) -> None:
+        """A request to `name` began (it is not idle, and not evicted under it)."""
+
+    def release(self, name: str) -> None:
+        """That request ended."""
 
 
 def all_replicas(fleet: FleetView) -> list[Replica]:

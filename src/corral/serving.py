@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,17 +30,19 @@ from corral.config import CorralConfig, Deployment
 from corral.control.fleet import Fleet
 from corral.control.pipeline import Gate, Planner, Services, prepare_checked, runtime_of
 from corral.control.supervisor import Supervisor
-from corral.errors import PortInUseError
+from corral.errors import ConfigError, HostError, PortInUseError
 from corral.fleet import StaticFleet
 from corral.gateway import GatewayServer
 from corral.gateway.keystore import KeyStore
 from corral.gateway.ui import ConsoleSources, FleetActions
 from corral.gateway.usage import LedgerUsage
 from corral.hardware.detect import detect_local
+from corral.hosts.check import blocked, preflight
+from corral.hosts.pool import HostPool
 from corral.ledger import gateways
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
-from corral.recipes.prepare import Detector
+from corral.recipes.prepare import Detector, Prepared
 from corral.runtime.ports import port_in_use
 
 __all__ = [
@@ -99,6 +102,13 @@ async def serve(
         usage=LedgerUsage(ledger), console=ConsoleSources(ledger, FleetActions(fleet)),
     )  # fmt: skip
     listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
+    pool = HostPool(config, home, services.host)
+    blocked = await asyncio.to_thread(_host_preflight, config, pool, reporter)
+    supervisors = _supervisors(services, http, reporter, gate, stop_engines, pool=pool,
+                               blocked=blocked)  # fmt: skip
+    fleet = Fleet(config, services, supervisors, reload=reload)
+    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
+                            on_demand=fleet.demand)  # fmt: skip
     try:
         gateway.check_exposure()  # before an engine start, not after
         await fleet.start()
@@ -114,24 +124,73 @@ async def serve(
         if listed is not None:
             gateways.closed(ledger, listed)
         await fleet.close(stop_engines=stop_engines)
+        pool.close()
         await http.aclose()
         ledger.close()
 
 
+def _host_preflight(
+    config: CorralConfig, pool: HostPool, reporter: Reporter
+) -> dict[str, HostError]:
+    """`corral hosts check` for every host in use, before anything starts there: the
+    deployments a bad host blocks, each with the host's error (the others go on)."""
+    reports = preflight(config, pool.client)
+    for name, report in reports.items():
+        for finding in report.errors:
+            reporter.say(name, "host", f"{finding.what}: {finding.detail}")
+    return blocked(config, reports)
+
+
 def _supervisors(
     services: Services, http: httpx.AsyncClient, reporter: Reporter, gate: Gate | None,
-    supervised: bool,
+    supervised: bool, *, pool: HostPool | None = None, blocked: dict[str, HostError] | None = None,
 ) -> Callable[[CorralConfig, Deployment, bool], Supervisor]:  # fmt: skip
-    """How the fleet gets a supervisor for each deployment (its own `say`)."""
+    """How the fleet gets a supervisor for each deployment (its own `say` and host)."""
+
+    stopped = blocked or {}
 
     def supervisor_for(config: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
-        own = replace(services, say=lambda kind, text: reporter.say(dep.name, kind, text))
+        host = pool.host(dep.host) if pool is not None else services.host
+        own = replace(services, host=host,
+                      say=lambda kind, text: reporter.say(dep.name, kind, text))  # fmt: skip
+        key = endpoint_key(dep)
+        client = http if key is None else httpx.AsyncClient(headers=bearer(key))
+
+        def prepare() -> Prepared:
+            if dep.name in stopped:  # a host error: visible as failed, not retried
+                raise stopped[dep.name]
+            if dep.nodes:
+                raise ConfigError(
+                    f"{dep.name}: `corral serve` does not start multi-node deployments yet",
+                    hint=f"`corral render {dep.name}` prints each rank's command; start them "
+                    "head first (docs/hosts.md)",
+                )
+            return prepare_checked(config, dep.name, own)
+
         return Supervisor(
-            dep, lambda: prepare_checked(config, dep.name, own), own,
-            runtime_of(dep, own, supervised=supervised), http, gate=gate, desired=desired,
+            dep, prepare, own, runtime_of(dep, own, supervised=supervised), client, gate=gate,
+            desired=desired, api_key=key, owns_http=client is not http,
         )  # fmt: skip
 
     return supervisor_for
+
+
+def endpoint_key(dep: Deployment, env: Mapping[str, str] | None = None) -> str | None:
+    """An unmanaged endpoint's key, from the environment variable its config names."""
+    if dep.api_key_env is None:
+        return None
+    value = (os.environ if env is None else env).get(dep.api_key_env)
+    if not value:
+        raise ConfigError(
+            f"deployment {dep.name!r} reads its endpoint's key from ${dep.api_key_env}, "
+            "which is not set",
+            hint=f"export {dep.api_key_env}=... before `corral serve`",
+        )
+    return value
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 async def until_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> bool:

@@ -60,6 +60,8 @@ def write_config(tmp: Path, model: Path, port: int) -> Path:
     config = {
         "home": str(tmp / "home"),
         "gateway": {"port": port},
+        # the default's behaviour: Ctrl-C stops the engine too (supervised, dies with serve)
+        "serve": {"stop_engines_on_exit": True},
         "deployments": [
             {
                 "name": SERVED_NAME,
@@ -217,21 +219,25 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_an_engine_that_cannot_load_its_model_fails_serve_with_log_lines(
+def test_an_engine_that_cannot_load_its_model_stays_listed_with_its_reason(
     vllm_lock: None, tmp_path: Path
 ) -> None:
-    bogus = tmp_path / "not-a-model"
-    bogus.mkdir()
+    """The fleet does not go down for one engine that fails: serve goes on, /v1/models says
+    why (the known-failure hint) and shows the engine's last lines, and retries."""
+    # named like the default model so its recipe matches; the folder holds no real model
+    bogus = tmp_path / "models--HuggingFaceTB--SmolLM2-135M-Instruct" / "snapshots" / "x"
+    bogus.mkdir(parents=True)
     (bogus / "config.json").write_text('{"model_type": "no-such-architecture"}')
     port = free_port()
     run = start_serve(write_config(tmp_path, bogus, port), tmp_path / "serve.out", port)
     try:
-        code = run.process.wait(240)
+        wait_until_ready(run)
+        card = httpx.get(run.base_url + "/models", timeout=5).json()["data"][0]
+        facts = card["corral"]
+        assert not facts["routable"]
+        assert "architecture" in facts["reason"]
+        assert facts["log_tail"]
+        assert run.process.poll() is None  # serve still runs
     finally:
-        run.stop()
-    out = run.output()
-    assert code != 0, out
-    assert "error:" in out
-    assert "last engine log lines:" in out
-    assert "architecture" in out.split("hint:")[-1]  # the known-failure hint
-    assert f"port {port}" not in out  # the gateway never started
+        assert run.stop() == 0
+    assert "failed" in run.output()

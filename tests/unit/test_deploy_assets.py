@@ -261,7 +261,8 @@ def test_the_unit_runs_corral_serve_with_a_config_as_its_own_user() -> None:
 
 def test_the_stop_timeout_outlasts_corrals_own_sigterm_to_sigkill_grace() -> None:
     service = read_unit(UNIT)["Service"]
-    assert one(service, "KillMode") == "mixed"
+    # only corral gets the signal: engines are corral's to stop (or to leave for adoption)
+    assert one(service, "KillMode") == "process"
     runner_grace = inspect.signature(ProcessRunning.stop).parameters["grace"].default
     docker_grace = inspect.signature(DockerCli.stop).parameters["grace"].default
     # A process engine: grace for the leader, then grace again for members that outlived it.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corral.config import CorralConfig, Deployment, load_config
+from corral.config import CorralConfig, load_config
 from corral.deploy.flow import DeployOptions, Services, deploy, log_lines, stop
 from corral.errors import EngineError
 from corral.ledger import runs
@@ -24,35 +24,14 @@ from corral.report.logbook import collect
 from corral.report.markdown import render
 from corral.runtime.detached import alive
 from tests.support.docker import install_fake_docker
-from tests.support.scripted import SCRIPTED, scripted_engine
+from tests.support.fleet import fleet_config, scripted
+from tests.support.scripted import scripted_engine
 from tests.support.vllm import free_port
 from tests.unit.test_render import PEGASUS, cpu_box
 
-SCRIPTED_RECIPE = {
-    "name": "scripted-cpu",
-    "description": "the scripted engine standing in for vLLM",
-    "match": {"models": ["fake-model"], "hardware": ["cpu"]},
-    "runtime": "process",
-    "process": {"command": ["{python}", str(SCRIPTED)]},
-    "args": ["--model", "{served_name}", "--host", "{host}", "--port", "{port}", "--tokens", "8"],
-    "served_name": "{served_name}",
-    "known_issues": [
-        {"id": "fake-issue", "condition": "always", "message": "it is fake", "action": "none"}
-    ],
-}
-
 
 def make_config(tmp_path: Path, extra_args: list[str] | None = None) -> CorralConfig:
-    recipes = tmp_path / "recipes"
-    recipes.mkdir(exist_ok=True)
-    (recipes / "scripted.yaml").write_text(yaml.safe_dump(SCRIPTED_RECIPE))
-    model = tmp_path / "fake-model"
-    model.mkdir(exist_ok=True)
-    (model / "config.json").write_text("{}")
-    (model / "model.safetensors").write_bytes(b"\0" * 4096)
-    dep = Deployment(name="fake", model=str(model), recipe="scripted-cpu", port=free_port(),
-                     args=extra_args or [], startup_timeout=30)  # fmt: skip
-    return CorralConfig(home=tmp_path, recipes_dir=recipes, deployments=[dep])
+    return fleet_config(tmp_path, [scripted("fake", tmp_path, args=extra_args or [])])
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from corral.engines import engine_for
-from corral.engines.base import EngineEvent, Failure, LaunchSpec, Phase
+from corral.engines.base import EngineEvent, Failure, Phase
 from corral.engines.vllm import (
-    VllmEngine,
     VllmLogParser,
     clean_line,
     facts_of,
-    kv_cache_gib,
     parse_log,
     phases_of,
 )
@@ -43,62 +41,6 @@ def at(year: int, month: int, day: int, hms: str) -> float:
 
 def failures(events: list[EngineEvent]) -> list[Failure]:
     return [e for e in events if isinstance(e, Failure)]
-
-
-# ---- launch command -------------------------------------------------------------------
-
-
-def spec(**kw: object) -> LaunchSpec:
-    base: dict[str, object] = {
-        "model_path": Path("/m/snap"),
-        "served_name": "smollm2-135m-instruct",
-        "port": 18123,
-        "max_model_len": 4096,
-        "tool_parser": "hermes",
-        "auto_tool_choice": True,
-        "cpu_cores": 2,
-        "cpu_kv_cache_gib": 1.7,
-        "python": "/venv/bin/python",
-        "cache_dir": Path("/home/cache/vllm"),
-    }
-    base.update(kw)
-    return LaunchSpec(**base)  # type: ignore[arg-type]
-
-
-def test_cpu_command_uses_module_entry_point_and_cpu_settings() -> None:
-    cmd = VllmEngine().command(spec())
-    assert cmd.argv[:3] == ("/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server")
-    argv = " ".join(cmd.argv)
-    assert "--model /m/snap --served-model-name smollm2-135m-instruct" in argv
-    assert "--host 127.0.0.1 --port 18123 --max-model-len 4096" in argv
-    assert "--enable-auto-tool-choice --tool-call-parser hermes --enforce-eager" in argv
-    env = cmd.env_dict()
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"  # vLLM int()s it: 1.7 would crash the engine
-    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
-    assert env["HF_HUB_OFFLINE"] == "1"
-    assert env["VLLM_CACHE_ROOT"] == "/home/cache/vllm"
-
-
-def test_more_cores_keep_vllms_reserved_core_and_gpu_gets_no_cpu_settings() -> None:
-    env = VllmEngine().command(spec(cpu_cores=8)).env_dict()
-    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in env
-    gpu = VllmEngine().command(spec(device="gpu", auto_tool_choice=False, tool_parser=None))
-    assert "--enforce-eager" not in gpu.argv
-    assert "--enable-auto-tool-choice" not in gpu.argv
-    assert not any(k.startswith("VLLM_CPU") for k in gpu.env_dict())
-
-
-def test_extra_args_and_env_come_last_and_win() -> None:
-    cmd = VllmEngine().command(
-        spec(extra_args=("--max-num-seqs", "4"), extra_env=(("VLLM_CPU_KVCACHE_SPACE", "3"),))
-    )
-    assert cmd.argv[-2:] == ("--max-num-seqs", "4")
-    assert cmd.env_dict()["VLLM_CPU_KVCACHE_SPACE"] == "3"
-
-
-@pytest.mark.parametrize(("asked", "given"), [(None, 1), (0.5, 1), (2.0, 2), (3.9, 3)])
-def test_kv_cache_space_is_a_whole_number_of_gib(asked: float | None, given: int) -> None:
-    assert kv_cache_gib(asked) == given
 
 
 def test_unknown_engine_names_the_known_ones() -> None:

@@ -50,6 +50,7 @@ def _register_all() -> None:
     from corral.cli import (
         bench,
         deploy,
+        hosts,
         hw,
         keys,
         models,
@@ -58,10 +59,25 @@ def _register_all() -> None:
         render,
         report,
         serve,
+        tune,
         verify,
     )
 
-    for module in (serve, models, hw, recipes, render, bench, keys, verify, plan, deploy, report):
+    for module in (
+        serve,
+        models,
+        hw,
+        recipes,
+        render,
+        bench,
+        keys,
+        verify,
+        plan,
+        deploy,
+        report,
+        hosts,
+        tune,
+    ):
         module.register(app)
 
 

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.cli.common import config_from, home_of
-from corral.config import CorralConfig
+from corral.config import LOCAL_HOST, CorralConfig
 from corral.deploy.flow import DeployOptions, DeployResult, Services, deploy, log_lines, stop
 from corral.deploy.planning import plan_figures
 from corral.hardware.detect import detect_local
+from corral.hosts.pool import HostPool
 from corral.ledger import runs
 from corral.ledger.db import open_ledger
 from corral.paths import ledger_path
@@ -37,14 +38,16 @@ def register(app: typer.Typer) -> None:
     app.command("stop")(stop_command)
 
 
-def _services(cfg: CorralConfig, console: Console) -> Services:
+def _services(cfg: CorralConfig, console: Console, name: str) -> Services:
+    """The pipeline's services for deployment `name`, on the host corral.yaml places it."""
     home = home_of(cfg)
 
     def say(kind: str, text: str) -> None:
         console.print(f"[{STYLE.get(kind, 'bold')}]{kind:>8}[/] {text}", highlight=False)
 
+    where = next((d.host for d in cfg.deployments if d.name == name), LOCAL_HOST)
     return Services(open_ledger(ledger_path(home)), home, detect_local, say=say,
-                    planner=plan_figures)  # fmt: skip
+                    planner=plan_figures, host=HostPool(cfg, home).host(where))  # fmt: skip
 
 
 def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option)
@@ -60,6 +63,9 @@ def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option
         128, "--bench-max-tokens", min=8, help="cap per story (keeps --bench quick)"
     ),
     timeout: float | None = typer.Option(None, "--timeout", help="startup timeout, seconds"),
+    host: str | None = typer.Option(
+        None, "--host", help="run it on this host from corral.yaml instead of its own `host:`"
+    ),
 ) -> None:
     """Launch a deployment detached (or adopt it if it already runs), show its startup
     phase by phase, wait until it is ready, verify it, and record everything.
@@ -68,14 +74,23 @@ def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option
     CPU); `corral report smollm2-135m-instruct` then writes the logbook.
     """
     console = Console(stderr=True)
-    cfg = config_from(config)
-    services = _services(cfg, console)
+    cfg = on_host(config_from(config), name, host)
+    services = _services(cfg, console, name)
     options = DeployOptions(
         force, verify, checks.split(",") if checks else None, bench, bench_max_tokens, timeout
     )
     with services.ledger:
         result = deploy(cfg, name, services, options)
         Console().print(summary(result, runs.phases(services.ledger, result.run_id)))
+
+
+def on_host(cfg: CorralConfig, name: str, host: str | None) -> CorralConfig:
+    """`cfg` with deployment `name` placed on `host` (validated like the file itself)."""
+    if host is None:
+        return cfg
+    cfg.host(host)  # ConfigError naming the hosts there are
+    moved = [d.model_copy(update={"host": host}) if d.name == name else d for d in cfg.deployments]
+    return cfg.model_copy(update={"deployments": moved})
 
 
 def summary(result: DeployResult, phases: list[dict[str, Any]]) -> Table:
@@ -118,7 +133,7 @@ def logs_command(
     Example: `corral logs smollm2-135m-instruct -f`.
     """
     cfg = config_from(config)
-    services = _services(cfg, Console(stderr=True))
+    services = _services(cfg, Console(stderr=True), name)
     with services.ledger:
         for line in log_lines(name, services, follow=follow):
             sys.stdout.write(line)
@@ -136,7 +151,7 @@ def stop_command(
     """
     cfg = config_from(config)
     console = Console(stderr=True)
-    services = _services(cfg, console)
+    services = _services(cfg, console, name)
     with services.ledger:
         run_id = stop(name, services)
     console.print(f"stopped {name} (run {run_id})", highlight=False)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from corral.cli.common import print_json
+from corral.cli.common import config_from, home_of, print_json
 from corral.hardware.detect import detect_local
 from corral.hardware.info import HardwareInfo
+from corral.hosts.check import detect_remote
+from corral.hosts.ssh import client_for
 
 
 def register(app: typer.Typer) -> None:
@@ -17,19 +21,31 @@ def register(app: typer.Typer) -> None:
 
 def hw(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    host: str | None = typer.Option(
+        None, "--host", help="a host from corral.yaml: detect there, over SSH"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="corral.yaml (for --host)"),
 ) -> None:
     """Detect GPUs (NVML), CPU and memory; print the hardware kind recipes match on.
 
     Example: `corral hw --json | jq .kind` prints "gb10" on a DGX Spark, "cpu" without a GPU.
     On unified-memory GPUs (GB10) NVML cannot report memory; corral shows system memory.
+
+    With `--host pegasus` the same is read on that host over SSH (`nvidia-smi -q -x` and
+    /proc there, parsed here; nothing of corral is needed on the host).
     """
-    info = detect_local()
+    info = detect_local() if host is None else _detect_on(host, config)
     if json_out:
         print_json(info.model_dump(mode="json"))
         return
     Console().print(hardware_table(info))
     for note in info.notes:
         Console().print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def _detect_on(host: str, config: Path | None) -> HardwareInfo:
+    cfg = config_from(config)
+    return detect_remote(client_for(cfg, host, home_of(cfg)))
 
 
 def hardware_table(info: HardwareInfo) -> Table:

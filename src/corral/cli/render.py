@@ -9,8 +9,10 @@ from rich.console import Console
 
 from corral.cli.common import config_from, home_of
 from corral.cli.recipes import describe_recipe, print_known_issues
+from corral.config import CorralConfig
 from corral.control.recorder import command_text as shown
 from corral.hardware.detect import detect_local
+from corral.hosts.multinode import rank_command, ranks, require_spannable
 from corral.recipes.fallback import Fallback
 from corral.recipes.prepare import Prepared, forced_warning, prepare
 from corral.runtime import LocalHost, runtime_for
@@ -42,6 +44,11 @@ def render(
         runtime="docker" if docker else None,
     )  # fmt: skip
     explain(Console(stderr=True), prepared)
+    require_spannable(prepared.deployment)
+    if prepared.deployment.nodes:
+        for heading, text in rank_texts(cfg, prepared):
+            typer.echo(f"# {heading}\n{text}")
+        return
     typer.echo(command_text(prepared))
 
 
@@ -50,6 +57,17 @@ def command_text(prepared: Prepared) -> str:
     values masked)."""
     runtime = runtime_for(prepared.launch.runtime, LocalHost(), supervised=False)
     return shown(runtime.command(prepared.launch, prepared.deployment.docker))
+
+
+def rank_texts(cfg: CorralConfig, prepared: Prepared) -> list[tuple[str, str]]:
+    """A multi-node deployment: (heading, exact command) per rank, in start order."""
+    runtime = runtime_for(prepared.launch.runtime, LocalHost(), supervised=False)
+    command = runtime.command(prepared.launch, prepared.deployment.docker)
+    found = []
+    for rank in ranks(command.argv, prepared.deployment, cfg):
+        heading = f"rank {rank.index} on {rank.host} ({rank.role})"
+        found.append((heading, shown(rank_command(command, rank))))
+    return found
 
 
 def explain(console: Console, prepared: Prepared) -> None:

@@ -19,6 +19,7 @@ from corral.deploy.planning import plan_figures
 from corral.errors import StoreError
 from corral.ledger import runs
 from corral.ledger.db import open_ledger
+from corral.ledger.hosts import HostEntry, fleet_by_host
 from corral.paths import ledger_path, models_dir
 from corral.store import default_model, resolve_model, store_roots
 from corral.verify.gate import make_gate
@@ -189,6 +190,7 @@ def status(
     with open_ledger(ledger_path(home_of(cfg))) as ledger:
         rows = runs.status(ledger)
         gateway = access.gateway_lines(cfg, ledger)
+        fleet = fleet_by_host(ledger)
     if as_json:
         print_json(rows)
         return
@@ -199,12 +201,34 @@ def status(
         console.print("no runs yet: start one with `corral serve`")
     for row in rows:
         _print_status(console, row)
+    _print_hosts(console, fleet)
+
+
+def _print_hosts(console: Console, fleet: list[HostEntry]) -> None:
+    """The fleet by host: what each machine is and what runs there (the seed's "Related
+    Systems"), from the latest `corral hosts check` and the runs' hosts."""
+    if not fleet:
+        return
+    console.print("[bold]hosts[/]", highlight=False)
+    for entry in fleet:
+        what = entry.hardware or "hardware not checked yet (`corral hosts check`)"
+        running = ", ".join(entry.deployments) or "no active deployment"
+        console.print(f"  {entry.host:<10} {what}; {running}", highlight=False, markup=False)
+
+
+def _shown_state(row: dict[str, object]) -> str:
+    """`evicted` or `stopped (idle ...)` for on-demand stops, with the reason."""
+    why = row.get("stopped_because")
+    if row["state"] != "stopped" or not isinstance(why, str):
+        return str(row["state"])
+    return f"evicted ({why})" if why.startswith("evicted") else f"stopped ({why})"
 
 
 def _print_status(console: Console, row: dict[str, object]) -> None:
     version = row["engine_version"] or "?"
+    state = _shown_state(row)
     console.print(
-        f"[bold]{row['deployment']}[/]  run {row['run']}  {row['state']}  "
+        f"[bold]{row['deployment']}[/]  run {row['run']}  {state}  "
         f"{row['engine']} {version}  engine {row['base_url']}",
         highlight=False,
     )

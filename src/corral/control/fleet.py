@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from corral.config import CorralConfig, Deployment
+from corral.control.ondemand import Demand, idle_stop_warning
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import CorralError, EngineError
@@ -73,6 +74,8 @@ class Fleet:
         self.supervisors: dict[str, Supervisor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self.demand = Demand(self.supervisors, lambda: self.config, services)
+        self._idler: asyncio.Task[None] | None = None
 
     def deployments(self) -> Sequence[DeploymentView]:
         return [s.view() for s in self.supervisors.values()]
@@ -80,11 +83,23 @@ class Fleet:
     async def start(self) -> None:
         refused = port_conflicts(self.config.deployments)
         for dep in self.config.deployments:
-            sup = self._add(dep, desired=dep.name not in refused)
+            sup = self._add(dep, desired=dep.name not in refused and not dep.on_demand)
+            if dep.on_demand and dep.name not in refused:
+                self._waits_for_a_request(sup)
             if dep.name in refused:
                 sup.state, sup.reason = "failed", refused[dep.name]
                 sup.settled.set()
         self._poller = asyncio.create_task(self._adopt_new_runs())
+        self._idler = asyncio.create_task(self.demand.run(), name="idle stops")
+
+    def _waits_for_a_request(self, sup: Supervisor) -> None:
+        """An on-demand deployment: stopped, and settled, until a request names it."""
+        warning = idle_stop_warning(sup.deployment, self.services.ledger)
+        if warning is not None:
+            sup.services.say("warning", warning)
+        sup.desired, sup.state = False, "stopped"
+        sup.reason = "on demand: starts on the first request"
+        sup.settled.set()
 
     def _add(self, dep: Deployment, *, desired: bool) -> Supervisor:
         if dep not in self.config.deployments:
@@ -139,7 +154,7 @@ class Fleet:
 
     async def close(self, *, stop_engines: bool) -> None:
         """Stop supervising; with `stop_engines`, stop every engine this fleet serves."""
-        tasks = [t for t in (self._poller, *self.tasks.values()) if t is not None]
+        tasks = [t for t in (self._poller, self._idler, *self.tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -147,6 +162,9 @@ class Fleet:
                 await task
         if stop_engines:
             await asyncio.gather(*(self._stop(name) for name in self.supervisors))
+        for sup in self.supervisors.values():
+            if sup.owns_http:
+                await sup.http.aclose()
 
     async def _stop(self, name: str) -> None:
         with contextlib.suppress(EngineError):

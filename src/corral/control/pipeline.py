@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import difflib
 import fcntl
+import functools
 import json
 import queue
 import threading
@@ -37,14 +38,17 @@ from corral.config import CorralConfig, Deployment
 from corral.control.diagnose import StartFailure, explain
 from corral.control.recorder import Recorder, Say
 from corral.errors import DoesNotFit, EngineError, PortInUseError
+from corral.hosts.pool import reachable_url
 from corral.ledger import runs
 from corral.ledger.db import Ledger
+from corral.ledger.hosts import RunHost, record_run_host
 from corral.ledger.launches import launch_of, live_run, runs_of
 from corral.paths import runs_dir
 from corral.recipes.prepare import Detector, Prepared, forced_warning, prepare
 from corral.runtime import runtime_for
 from corral.runtime.base import Command, Identity, Running, Runtime
 from corral.runtime.docker import DockerRuntime
+from corral.runtime.endpoint import EndpointRuntime
 from corral.runtime.host import Host, LocalHost
 from corral.runtime.process import DetachedRuntime
 from corral.runtime.readiness import NotReady, Probe, wait_ready
@@ -58,6 +62,7 @@ __all__ = [
     "bring_up",
     "claim",
     "deployment_lock",
+    "differs",
     "find_running",
     "log_lines",
     "prepare_checked",
@@ -94,14 +99,17 @@ class Live:
     adopted: bool
     startup_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    host: Host = field(default_factory=LocalHost)
 
     @property
     def name(self) -> str:
         return self.prepared.deployment.name
 
-    @property
+    @functools.cached_property
     def base_url(self) -> str:
-        return self.prepared.launch.base_url
+        """Where corral reaches the engine: its own URL here, an SSH forward to another
+        host's loopback there (hosts/pool.py; decision 0014)."""
+        return reachable_url(self.host, self.prepared.launch.base_url)
 
 
 # ---- prepare --------------------------------------------------------------------------
@@ -175,6 +183,8 @@ def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker"
     identity = Identity(launch.pid, launch.pid_started_at, launch.container,
                         launch.container_id)  # fmt: skip
     adopter: Runtime = DockerRuntime(host, docker) if launch.container else DetachedRuntime(host)
+    if live["runtime"] == "endpoint":
+        adopter = EndpointRuntime(host)
     return live, adopter.adopt(identity, Path(live["log_path"] or "/dev/null"))
 
 
@@ -201,7 +211,17 @@ def _adopted(prepared: Prepared, services: Services, runtime: Runtime, live: dic
     notes = command_diff(json.loads(live["command"]), wanted, recorder.secrets_of(wanted))
     for note in notes:
         services.say("differs", note)
-    return Live(prepared, run_id, running, recorder, adopted=True, notes=notes)
+    return Live(prepared, run_id, running, recorder, adopted=True, notes=notes,
+                host=services.host)  # fmt: skip
+
+
+def differs(prepared: Prepared, services: Services, runtime: Runtime) -> list[str]:
+    """How the running engine's command differs from the config's (empty: same or none)."""
+    live = live_run(services.ledger, prepared.deployment.name)
+    if live is None:
+        return []
+    wanted = runtime.command(prepared.launch, prepared.deployment.docker)
+    return command_diff(json.loads(live["command"]), wanted, Recorder.secrets_of(wanted))
 
 
 def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...]) -> list[str]:
@@ -213,7 +233,7 @@ def command_diff(recorded: list[str], wanted: Command, secrets: tuple[str, ...])
     body = " ".join(line for line in list(diff)[2:] if line[:1] in "+-")
     return [
         f"the running engine was started with a different command than the config now "
-        f"renders ({body}); `corral deploy NAME --restart` applies it"
+        f"renders ({body}); `corral deploy NAME` applies it"
     ]
 
 
@@ -238,7 +258,16 @@ def launch_new(prepared: Prepared, services: Services, runtime: Runtime) -> Live
         recorder.failed(exc.message)
         raise EngineError(f"{dep.name}: {exc.message}", hint=exc.hint) from None
     recorder.launched(command, running.identity, _hardware(prepared, services))
-    return Live(prepared, recorder.run_id, running, recorder, adopted=False)
+    record_run_host(
+        services.ledger,
+        RunHost(
+            recorder.run_id,
+            services.host.name,
+            pid=running.identity.pid,
+            pid_started_at=running.identity.pid_started_at,
+        ),
+    )
+    return Live(prepared, recorder.run_id, running, recorder, adopted=False, host=services.host)
 
 
 def _hardware(prepared: Prepared, services: Services) -> dict[str, object] | None:
@@ -292,7 +321,7 @@ async def bring_up(
 async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) -> float | None:
     """An adopted engine: already ready (nothing to record), or still starting (wait)."""
     row = live.recorder.ledger.conn.execute("SELECT state FROM runs WHERE id = ?", (live.run_id,))
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     try:
         await wait_ready(probe, client, lambda: True)
     except NotReady as exc:
@@ -305,7 +334,7 @@ async def _adopt_ready(live: Live, client: httpx.AsyncClient, timeout: float) ->
 async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> float:
     watch = LineWatch(live.running)
     watch.start()
-    probe = Probe(live.base_url, live.prepared.launch.served_name, timeout)
+    probe = probe_for(live, timeout)
     task = asyncio.create_task(wait_ready(probe, client, live.running.alive))
     try:
         while not task.done():
@@ -326,6 +355,12 @@ async def _startup(live: Live, client: httpx.AsyncClient, timeout: float) -> flo
         watch.done.set()
         if not task.done():
             task.cancel()
+
+
+def probe_for(live: Live, timeout: float) -> Probe:
+    """Readiness of an engine (`/health`), or of an endpoint (which may have none)."""
+    health = "/v1/models" if live.prepared.deployment.endpoint else "/health"
+    return Probe(live.base_url, live.prepared.launch.served_name, timeout, health_path=health)
 
 
 class LineWatch:
@@ -430,21 +465,28 @@ def stop_deployment(name: str, services: Services, *, reason: str = "stopped") -
 
 
 def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterator[str]:
-    """The newest run's log file (a container's lines are copied there as they are read);
-    `follow` keeps reading while the engine runs."""
+    """The newest run's log: `docker logs` while its container exists, else the run's log
+    file; `follow` keeps reading while the engine runs."""
     all_runs = runs_of(services.ledger, name)
     if not all_runs:
         raise EngineError(f"{name!r} has never been deployed", hint=f"corral deploy {name}")
     run = all_runs[-1]
-    path = Path(run["log_path"])
-    if follow and run["ended_at"] is None:
-        found = find_running(services.ledger, name, services.host, services.docker)
-        running = found[1] if found else None
-        if running is not None:
-            yield from running.lines(lambda: True)
-            return
-    yield from services.host.follow(path, lambda: False)
+    launch = launch_of(services.ledger, int(run["id"]))
+    cli = DockerRuntime(services.host, services.docker).cli
+    if launch is not None and launch.container and cli.state(launch.container):
+        proc = cli.logs(launch.container, follow=follow)
+        assert proc.stdout is not None
+        with proc.stdout:
+            yield from proc.stdout
+        proc.wait()
+        return
+    found = find_running(services.ledger, name, services.host, services.docker)
+    running = found[1] if found and run["ended_at"] is None else None
+    keep = running.alive if (follow and running is not None) else (lambda: False)
+    yield from services.host.follow(Path(run["log_path"]), keep)
 
 
 def runtime_of(dep: Deployment, services: Services, *, supervised: bool) -> Runtime:
+    if dep.endpoint is not None:
+        return EndpointRuntime(services.host)
     return runtime_for(dep.runtime, services.host, supervised=supervised, docker=services.docker)

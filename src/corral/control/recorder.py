@@ -117,6 +117,8 @@ class Recorder:
 
     def _model_facts(self) -> None:
         """What corral knows before the engine says anything: the model's place and size."""
+        if self.prepared.launch.runtime == "endpoint":
+            return
         path = self.prepared.launch.model.path
         self.fact(Fact("model_path", str(path)))
         if path.is_file():  # a GGUF file (llama-server)

@@ -14,10 +14,18 @@ bring it back.
   flight clients get an error event from the gateway), the run recorded as failed, and
   the engine started again after a backoff of backoff_initial·2ⁿ s (≤ backoff_max),
   at most max_restarts times in a row; the count resets after `healthy_reset` s serving.
+- A host that can't be reached (its SSH link down) is not a death: the state is
+  `unreachable` (not routable), nothing is stopped or restarted, and when the link is back
+  the same engine is watched and routed again (hosts/pool.py, issue 12).
 - A run that someone else ended (`corral stop`: state `stopping`/`stopped`) is released,
   not restarted; the supervisor waits for a new live run in the ledger (`corral deploy`).
 - A start that can't succeed by retrying (bad config, a taken port, docker missing) is
   not retried; it stays visible with its reason.
+
+An on-demand deployment (`on_demand: true`) is not desired at first: `request_start`
+(the fleet's, under its host's memory lock) wakes it, and `outcome` says how that start
+ended to every request waiting on it. A failed on-demand start is not retried on its
+own: the next request retries it, not before `retry_at` (the restart backoff).
 
 Every decision that could race with another corral process is taken under the
 deployment's lock, re-reading the ledger first.
@@ -26,16 +34,26 @@ deployment's lock, re-reading the ledger first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
 from corral.config import Deployment
+from corral.control.memory import group_rss_gib
 from corral.control.pipeline import Gate, Live, Services, bring_up, deployment_lock
-from corral.errors import ConfigError, CorralError, EngineError, PortInUseError, RuntimeMissing
+from corral.errors import (
+    ConfigError,
+    CorralError,
+    EngineError,
+    HostError,
+    PortInUseError,
+    RuntimeMissing,
+)
 from corral.fleet import DeploymentView, Policy, Replica
+from corral.hosts.pool import link_up, relink
 from corral.ledger import runs
 from corral.ledger.launches import live_run
 from corral.recipes.prepare import Prepared
@@ -48,7 +66,8 @@ PERMANENT = (ConfigError, PortInUseError, RuntimeMissing)
 
 def policy_of(dep: Deployment) -> Policy:
     return Policy(dep.name, tuple(dep.aliases), tuple(dep.roles), dep.capabilities,
-                  dep.limits, dep.timeouts, dep.engine)  # fmt: skip
+                  dep.limits, dep.timeouts, dep.engine,
+                  upstream_model=dep.endpoint_model)  # fmt: skip
 
 
 @dataclass
@@ -61,6 +80,8 @@ class Supervisor:
     gate: Gate | None = None
     poll: float = 0.5
     probe_timeout: float = 1.0
+    api_key: str | None = None
+    owns_http: bool = False
     desired: bool = True
     state: str = "idle"
     reason: str = ""
@@ -68,6 +89,14 @@ class Supervisor:
     live: Live | None = None
     failures: int = 0
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: asyncio.Future[None] | None = None
+    stopped_as: tuple[str, str] | None = None
+    retry_at: float = 0.0
+    phase: tuple[str, float] = ("", 0.0)
+    peak_gib: float = 0.0
+    planned_gib: float | None = None
+    last_start_s: float | None = None
 
     @property
     def name(self) -> str:
@@ -77,10 +106,58 @@ class Supervisor:
         replicas: tuple[Replica, ...] = ()
         if self.live is not None:
             url = self.live.base_url
-            replicas = (Replica(f"{self.name}@{url.removeprefix('http://')}", self.name, url,
-                                routable=self.state == "ready", state=self.state),)  # fmt: skip
-        return DeploymentView(policy_of(self.deployment), replicas, self.reason, self.tail,
-                              self.state)  # fmt: skip
+            replicas = (Replica(f"{self.name}@{url.split('://')[-1]}", self.name, url,
+                                routable=self.state == "ready", state=self.state,
+                                api_key=self.api_key),)  # fmt: skip
+        policy = policy_of(self.deployment)
+        if self.live is not None and self.live.prepared.launch.served_name != self.name:
+            # the engine answers to the recipe's served name (the seed's GB10 run: the path)
+            policy = replace(policy, upstream_model=self.live.prepared.launch.served_name)
+        return DeploymentView(policy, replicas, self.reason, self.tail,
+                              self.state, self.memory_gib(), self.deployment.on_demand)  # fmt: skip
+
+    def memory_gib(self) -> float | None:
+        """What it holds (or would need) on its host: the larger of the config's figure
+        (else the planner's weights + KV) and the peak measured while it ran."""
+        first = self.deployment.memory_gib or self.planned_gib
+        figures = [f for f in (first, self.peak_gib) if f]
+        return max(figures) if figures else None
+
+    def plan_memory(self) -> None:
+        """The planner's weights + KV cache for this deployment, once (blocking). Without a
+        planner, or for a model it can't plan, nothing is known until it ran."""
+        planner = self.services.planner
+        if self.planned_gib is not None or planner is None:
+            return
+        try:
+            figures = planner(self.prepare(), {})
+        except CorralError:
+            return
+        parts = [figures.get(k, (0.0, ""))[0] for k in ("model_load_gib", "kv_cache_memory_gib")]
+        total = sum(p for p in parts if isinstance(p, float))
+        self.planned_gib = total or None
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state in {"starting", "ready", "backoff"}
+
+    def request_start(self) -> asyncio.Future[None]:
+        """Wake a stopped on-demand deployment; the future ends with its start."""
+        if self.outcome is None or self.outcome.done():
+            self.outcome = asyncio.get_running_loop().create_future()
+            self.outcome.add_done_callback(_retrieved)
+            self.state, self.reason, self.desired = "starting", "", True
+            self.wake.set()
+        return self.outcome
+
+    def progress(self) -> str:
+        name, since = self.phase
+        return f"starting {name or 'launch'} {time.monotonic() - since:.1f}s"
+
+    def _heard(self, kind: str, text: str) -> None:
+        if kind == "phase":
+            self.phase = (text, time.monotonic())
+        self.services.say(kind, text)
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -90,7 +167,9 @@ class Supervisor:
             if not self.desired:
                 await self._wait_for_a_live_run()
             if not await self._start():
-                if self.state == "failed":
+                if self.deployment.on_demand:
+                    await self._after_failed_on_demand_start()
+                elif self.state == "failed":
                     await self._idle_after_permanent_failure()
                 else:
                     await self._backoff(self.reason)
@@ -99,7 +178,8 @@ class Supervisor:
             ended = await self._watch()
             self.live = None
             if ended == "released":
-                self.desired, self.state, self.reason = False, "stopped", "stopped by corral stop"
+                state, why = self.stopped_as or ("stopped", "stopped by corral stop")
+                self.desired, self.state, self.reason, self.stopped_as = False, state, why, None
                 continue
             if time.monotonic() - began >= self.deployment.restart.healthy_reset:
                 self.failures = 0
@@ -107,18 +187,40 @@ class Supervisor:
 
     async def _start(self) -> bool:
         self.state, self.reason = "starting", ""
+        self.phase, began = ("launch", time.monotonic()), time.monotonic()
+        heard = replace(self.services, say=self._heard)
         try:
             prepared = await asyncio.to_thread(self.prepare)
-            self.live = await bring_up(prepared, self.services, self.runtime, gate=self.gate,
+            self.live = await bring_up(prepared, heard, self.runtime, gate=self.gate,
                                        http=self.http)  # fmt: skip
         except CorralError as exc:
             self._failed(exc)
+            self._tell(exc)
             return False
         finally:
             self.settled.set()
         self.state, self.tail = "ready", ()
+        self.last_start_s = time.monotonic() - began
         self.services.say("ready", f"serving at {self.live.base_url}")
+        self._tell(None)
         return True
+
+    def _tell(self, exc: CorralError | None) -> None:
+        """Every request waiting on this start learns how it ended."""
+        if self.outcome is not None and not self.outcome.done():
+            if exc is None:
+                self.outcome.set_result(None)
+            else:
+                self.outcome.set_exception(exc)
+
+    async def _after_failed_on_demand_start(self) -> None:
+        """Not retried on its own: the next request retries, after the backoff."""
+        policy = self.deployment.restart
+        delay = min(policy.backoff_initial * 2**self.failures, policy.backoff_max)
+        self.failures += 1
+        self.retry_at = time.monotonic() + delay
+        self.state, self.desired = "failed", False
+        await self._wait_for_a_live_run(keep_state=True)
 
     def _failed(self, exc: CorralError) -> None:
         self.live = None
@@ -147,11 +249,21 @@ class Supervisor:
         await asyncio.sleep(delay)
 
     async def _wait_for_a_live_run(self, *, keep_state: bool = False) -> None:
-        if not keep_state and self.state != "failed":
-            self.state = "stopped"
-        while live_run(self.services.ledger, self.name) is None:
-            await asyncio.sleep(self.poll)
+        pending = self.outcome is not None and not self.outcome.done()
+        if not keep_state and self.state not in {"failed", "evicted", "stopped"}:
+            self.state = "starting" if pending else "stopped"
+        if not pending:
+            self.wake.clear()
+        while not self._someone_started_it() and not self.wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.poll)
         self.desired = True
+
+    def _someone_started_it(self) -> bool:
+        """A live run (`corral deploy` from another terminal); not the one a stop is still
+        ending (state `stopping`: a vLLM engine takes seconds to go)."""
+        run = live_run(self.services.ledger, self.name)
+        return run is not None and run["state"] not in {"stopping", "stopped"}
 
     # ---- watching a live engine ---------------------------------------------------------
 
@@ -165,12 +277,38 @@ class Supervisor:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
                 return "released"
-            death = await asyncio.to_thread(self._death, live, members)
-            misses = 0 if await self._answers(live) else misses + 1
+            if not await asyncio.to_thread(link_up, live.host):
+                await self._ride_out(live)
+                misses = 0
+                continue
+            try:
+                # the group check (psutil, in a thread) and the probe run side by side
+                death, answers = await asyncio.gather(
+                    asyncio.to_thread(self._death, live, members), self._answers(live)
+                )
+            except HostError:
+                continue  # the link dropped while asking: the next round rides it out
+            misses = 0 if answers else misses + 1
+            self.peak_gib = max(self.peak_gib, await asyncio.to_thread(self._measure, live))
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
                 return await self._ended(live, death)
+
+    async def _ride_out(self, live: Live) -> None:
+        """The engine's host is unreachable: unroutable, nothing restarted, until the link
+        is back (then the same engine is watched, and routed, again)."""
+        host = live.host.name
+        self.state, self.reason = "unreachable", f"host {host} is unreachable; waiting for it"
+        self.services.say("host", self.reason)
+        while not await asyncio.to_thread(relink, live.host):
+            await asyncio.sleep(self.poll)
+        self.state, self.reason = "ready", ""
+        self.services.say("host", f"host {host} is back; routing to the same engine again")
+
+    @staticmethod
+    def _measure(live: Live) -> float:
+        return group_rss_gib(live.running.group())
 
     def _released(self, run_id: int) -> bool:
         state = runs.run_row(self.services.ledger, run_id).get("state")
@@ -186,8 +324,9 @@ class Supervisor:
         return None
 
     async def _answers(self, live: Live) -> bool:
+        path = "/v1/models" if self.deployment.endpoint else "/health"
         try:
-            reply = await self.http.get(f"{live.base_url}/health", timeout=self.probe_timeout)
+            reply = await self.http.get(f"{live.base_url}{path}", timeout=self.probe_timeout)
         except httpx.HTTPError:
             return False
         return reply.status_code == 200
@@ -211,3 +350,9 @@ class Supervisor:
                 live.recorder.event("crash", why)
                 live.recorder.ended("failed", live.running.exit_code())
             return False
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """A start nobody waited for still ends quietly (no 'exception never retrieved')."""
+    if not future.cancelled():
+        future.exception()

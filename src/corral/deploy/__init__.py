@@ -1,4 +1,6 @@
-"""`corral deploy`: launch a deployment detached (or adopt the one running), watch its
-startup, wait for readiness, verify and optionally benchmark it, and record it all in the
-ledger so that `corral report` can write the logbook.
-"""
+"""`corral deploy`: the one pipeline composed for a detached run, then the planner's
+figures, the verify suite and an optional quick benchmark; `stop` and `logs`."""
+
+from corral.deploy.flow import DeployOptions, DeployResult, Services, deploy, log_lines, stop
+
+__all__ = ["DeployOptions", "DeployResult", "Services", "deploy", "log_lines", "stop"]

@@ -12,6 +12,7 @@ killed half-way leaves a run in `starting`, which the next one adopts or settles
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,13 @@ from corral.control.pipeline import (
     Live,
     Services,
     bring_up,
+    differs,
     log_lines,
     prepare_checked,
     runtime_of,
     stop_deployment,
 )
+from corral.errors import EngineError
 from corral.ledger import runs
 from corral.ledger.launches import fact_rows
 from corral.recipes.prepare import Prepared
@@ -62,9 +65,13 @@ def deploy(
 ) -> DeployResult:
     """Deploy `name` (see the module docstring); EngineError if it never became ready."""
     prepared = prepare_checked(config, name, services, force=options.force)
-    if options.restart:
-        _stop_if_running(name, services)
     runtime = runtime_of(prepared.deployment, services, supervised=False)
+    changes = differs(prepared, services, runtime)
+    if options.restart or changes:
+        # `deploy` applies the config: a running engine with another command is replaced
+        for change in changes:
+            services.say("differs", change)
+        _stop_if_running(name, services, "replaced by `corral deploy` (config changed)")
     live = asyncio.run(bring_up(prepared, services, runtime, timeout=options.timeout))
     result = DeployResult(name, live.run_id, live.adopted, live.base_url,
                           prepared.launch.served_name, live.startup_s, prepared,
@@ -78,13 +85,9 @@ def deploy(
     return result
 
 
-def _stop_if_running(name: str, services: Services) -> None:
-    from corral.errors import EngineError
-
-    try:
-        stop_deployment(name, services, reason="replaced by `corral deploy --restart`")
-    except EngineError:
-        return
+def _stop_if_running(name: str, services: Services, reason: str) -> None:
+    with contextlib.suppress(EngineError):
+        stop_deployment(name, services, reason=reason)
 
 
 def stop(name: str, services: Services) -> int:

@@ -10,8 +10,6 @@ from corral.engines.base import (
     EngineEvent,
     Fact,
     Failure,
-    LaunchCommand,
-    LaunchSpec,
     LogParser,
     Phase,
 )
@@ -43,8 +41,6 @@ __all__ = [
     "EngineEvent",
     "Fact",
     "Failure",
-    "LaunchCommand",
-    "LaunchSpec",
     "LogParser",
     "Phase",
     "engine_for",

@@ -1,50 +1,16 @@
 """The protocol every engine adapter implements, and the typed events its log parser yields.
 
-An adapter knows three things about its engine: how to launch it for a deployment
-(`command`), how to read its log (`parser`), and what its metrics are called. It knows
-nothing of HTTP clients, processes or the gateway: the runtime runs the command, feeds
-every output line to the parser, and the controller acts on the events.
+An adapter knows two things about its engine: how to read its log (`parser`) and what its
+metrics are called. The command that launches it is the recipe's (recipes/render.py, the
+one command builder). It knows nothing of HTTP clients, processes or the gateway: a
+runtime hands out the engine's output lines, and the control plane's recorder feeds them
+to the parser and acts on the events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """What a deployment asks of an engine, independent of how it is run."""
-
-    model_path: Path
-    served_name: str
-    port: int
-    host: str = "127.0.0.1"
-    max_model_len: int | None = None
-    tool_parser: str | None = None
-    auto_tool_choice: bool = False
-    enforce_eager: bool = False
-    extra_args: tuple[str, ...] = ()
-    extra_env: tuple[tuple[str, str], ...] = ()
-    cpu_cores: int | None = None
-    cpu_kv_cache_gib: float | None = None
-    python: str | None = None
-    device: str = "cpu"
-    """`cpu` (vLLM's CPU build: CPU settings, eager mode) or `gpu`."""
-    cache_dir: Path | None = None
-    """Where the engine keeps its compile cache (vLLM: VLLM_CACHE_ROOT)."""
-
-
-@dataclass(frozen=True)
-class LaunchCommand:
-    """An argv and the environment variables to add to the inherited environment."""
-
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()
-
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
 
 
 @dataclass(frozen=True)
@@ -89,8 +55,6 @@ class Engine(Protocol):
     """One engine (vLLM, SGLang, llama-server) behind one shape."""
 
     name: str
-
-    def command(self, spec: LaunchSpec) -> LaunchCommand: ...
 
     def parser(self) -> LogParser: ...
 

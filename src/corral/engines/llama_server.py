@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
+from corral.engines.base import EngineEvent, Fact, Failure, Phase
 from corral.engines.vllm import ANSI, KnownFailure, failures_from
 from corral.errors import EngineError
 
@@ -251,16 +251,6 @@ def how_to_get_binary() -> str:
 
 class LlamaServerEngine:
     name = "llama-server"
-
-    def command(self, spec: LaunchSpec) -> LaunchCommand:
-        argv = [
-            str(find_binary()), "-m", str(spec.model_path), "--alias", spec.served_name,
-            "--host", spec.host, "--port", str(spec.port), "--metrics", "--jinja", "-lv", "4",
-        ]  # fmt: skip
-        if spec.max_model_len is not None:
-            argv += ["-c", str(spec.max_model_len)]
-        argv += list(spec.extra_args)
-        return LaunchCommand(argv=tuple(argv), env=tuple(dict(spec.extra_env).items()))
 
     def parser(self) -> LlamaServerLogParser:
         return LlamaServerLogParser()

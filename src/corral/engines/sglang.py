@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, tzinfo
 
-from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
+from corral.engines.base import EngineEvent, Fact, Failure, Phase
 from corral.engines.vllm import ANSI, EXCEPTION_LINE, known_failures
 
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?: [^\]]*)?\] ?(.*)$")
@@ -109,23 +109,6 @@ class SglangLogParser:
 
 class SglangEngine:
     name = "sglang"
-
-    def command(self, spec: LaunchSpec) -> LaunchCommand:
-        argv = [
-            spec.python or "python", "-m", "sglang.launch_server",
-            "--model-path", str(spec.model_path), "--served-model-name", spec.served_name,
-            "--host", spec.host, "--port", str(spec.port),
-        ]  # fmt: skip
-        if spec.max_model_len is not None:
-            argv += ["--context-length", str(spec.max_model_len)]
-        if spec.tool_parser:
-            argv += [
-                "--tool-call-parser",
-                "qwen25" if spec.tool_parser == "hermes" else spec.tool_parser,
-            ]
-        argv += list(spec.extra_args)
-        env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **dict(spec.extra_env)}
-        return LaunchCommand(argv=tuple(argv), env=tuple(env.items()))
 
     def parser(self) -> SglangLogParser:
         return SglangLogParser()

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from corral.engines.base import EngineEvent, Fact, Failure, LaunchCommand, LaunchSpec, Phase
+from corral.engines.base import EngineEvent, Fact, Failure, Phase
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PREFIX = re.compile(
@@ -316,56 +316,10 @@ def parse_log(text: str, *, year: int, tz: tzinfo | None = None) -> list[EngineE
     return events
 
 
-def kv_cache_gib(requested: float | None) -> int:
-    """VLLM_CPU_KVCACHE_SPACE: vLLM reads it with int(), so a whole number of GiB (>= 1).
-
-    Without a request: 1 GiB, which holds 46,592 tokens of SmolLM2-135M (11x its 4,096-token
-    context) and leaves memory for other engines on a shared machine.
-    """
-    if requested is None:
-        return 1
-    return max(1, int(requested))
-
-
 class VllmEngine:
     """The vLLM adapter (the `vllm-cpu` build on CPU, stock vLLM on GPUs)."""
 
     name = "vllm"
-
-    def command(self, spec: LaunchSpec) -> LaunchCommand:
-        return LaunchCommand(argv=tuple(self.argv(spec)), env=tuple(self.env(spec).items()))
-
-    def argv(self, spec: LaunchSpec) -> list[str]:
-        python = spec.python or "python"
-        argv = [
-            python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(spec.model_path),
-            "--served-model-name", spec.served_name,
-            "--host", spec.host,
-            "--port", str(spec.port),
-        ]  # fmt: skip
-        if spec.max_model_len is not None:
-            argv += ["--max-model-len", str(spec.max_model_len)]
-        if spec.auto_tool_choice:
-            argv.append("--enable-auto-tool-choice")
-        if spec.tool_parser:
-            argv += ["--tool-call-parser", spec.tool_parser]
-        if spec.enforce_eager or spec.device == "cpu":
-            argv.append("--enforce-eager")
-        argv += list(spec.extra_args)
-        return argv
-
-    def env(self, spec: LaunchSpec) -> dict[str, str]:
-        # Engines never reach a hub: models come from corral's store (HF_HUB_OFFLINE).
-        env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        if spec.cache_dir is not None:
-            env["VLLM_CACHE_ROOT"] = str(spec.cache_dir)
-        if spec.device == "cpu":
-            env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib(spec.cpu_kv_cache_gib))
-            if spec.cpu_cores is not None and spec.cpu_cores <= 2:
-                env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
-        env.update(dict(spec.extra_env))
-        return env
 
     def parser(self) -> VllmLogParser:
         return VllmLogParser()

@@ -24,7 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from corral.config import GatewaySettings, Role
-from corral.fleet import FleetView, all_replicas, pairs
+from corral.errors import EngineError, NoCapacity
+from corral.fleet import FleetView, OnDemand, Progress, all_replicas, pairs
 from corral.gateway import limits
 from corral.gateway.admission import Admission
 from corral.gateway.apis import Api, ApiFront
@@ -32,10 +33,11 @@ from corral.gateway.auth import Authenticator, KeySource, Principal
 from corral.gateway.balance import Balancer
 from corral.gateway.engine_metrics import EngineScraper, GpuSampler, gpu_lines
 from corral.gateway.errors import HttpError
-from corral.gateway.metrics import GatewayMetrics, key_lines, replica_lines
+from corral.gateway.metrics import GatewayMetrics, key_lines, on_demand_lines, replica_lines
 from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
 from corral.gateway.ratelimit import NO_LEASE, KeyLimiter, Lease
 from corral.gateway.routing import CatalogEntry, Route, Router
+from corral.gateway.starting import StartNotice
 from corral.gateway.translate import messages
 from corral.gateway.usage import UsageRecorder
 
@@ -90,8 +92,10 @@ class Gateway:
         usage: UsageRecorder | None = None,
         engines: EngineScraper | None = None,
         gpus: GpuSampler | None = None,
+        on_demand: OnDemand | None = None,
     ) -> None:
         self.fleet = fleet
+        self.on_demand = on_demand
         self.settings = settings
         self.clock = clock
         # Beyond loopback, /metrics (key names, models, traffic) needs a key like the rest.
@@ -190,6 +194,8 @@ class Gateway:
     def _extra_lines(self) -> Iterable[str]:
         yield from self._replica_health()
         yield from key_lines(self.limiter.refused)
+        if self.on_demand is not None:
+            yield from on_demand_lines(self.on_demand.stats_now())
 
     def _replica_health(self) -> Iterable[str]:
         rows = [
@@ -214,20 +220,25 @@ class Gateway:
         status = 500
         ex: Exchange | None = None
         lease = NO_LEASE
+        notice: StartNotice | None = None
         try:
             payload = limits.parse_body(await read_body(request, self.settings.max_body_bytes))
             model = limits.requested_model(payload)
+            notice = StartNotice(request, stream=payload.get("stream") is True)
             # `model` becomes a label only once it resolved: unknown names from clients
             # must not grow the metrics without bound.
-            route = self._route(model, who)
+            route = await self._route_starting(model, who, notice)
             labels = (route.served_name, model, who.name)
             lease = self.limiter.admit(who.name, who.limits)
             ex = self._exchange(endpoint, route, payload, started)
-            response = await self._admitted(request, ex)
+            ex.early = notice.response
+            response = await self._held(request, ex)
             status = ex.status
             return response
         except HttpError as exc:
             status = exc.status
+            if notice is not None and notice.response is not None:
+                return await notice.fail(exc)  # the stream had begun: end it with the error
             raise
         except asyncio.CancelledError:
             status = CLIENT_CLOSED  # the client went away before the answer was complete
@@ -249,6 +260,41 @@ class Gateway:
                 )
             return route
         return self.router.resolve(model)
+
+    async def _route_starting(self, model: str, who: Principal, progress: Progress) -> Route:
+        """The route; a stopped on-demand deployment is started first (the control plane's
+        `OnDemand` does it; a client that leaves cancels only its own wait)."""
+        try:
+            return self._route(model, who)
+        except HttpError as exc:
+            if exc.code != "no_ready_replica" or self.on_demand is None:
+                raise
+            try:
+                if not await self.on_demand.ensure(model, progress):
+                    raise
+            except NoCapacity as full:
+                raise HttpError(
+                    503,
+                    full.message,
+                    code="insufficient_memory",
+                    headers={"Retry-After": f"{full.retry_after:.0f}"},
+                ) from None
+            except EngineError as failed:
+                raise _start_failed(model, failed) from None
+            except TimeoutError as slow:
+                raise HttpError(504, str(slow), code="start_timeout") from None
+        log.info("on demand: %s started for a request", model)
+        return self._route(model, who)
+
+    async def _held(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:
+        """While a request is in flight its deployment is neither idle nor evictable."""
+        if self.on_demand is None:
+            return await self._admitted(request, ex)
+        self.on_demand.hold(ex.route.served_name)
+        try:
+            return await self._admitted(request, ex)
+        finally:
+            self.on_demand.release(ex.route.served_name)
 
     def _resolve_scoped(self, model: str, who: Principal) -> Route:
         """Resolve for a scoped key: a 404 lists only the names this key may use."""
@@ -282,7 +328,8 @@ class Gateway:
         )
         if remember:
             self.front.restore_reasoning(payload)
-        body = limits.upstream_body(payload, route.served_name, stream=stream and rewrite)
+        upstream = policy.upstream_model or route.served_name
+        body = limits.upstream_body(payload, upstream, stream=stream and rewrite)
         timeouts = policy.timeouts or self.settings.timeouts
         return Exchange(
             path=path, route=route, body=body, stream=stream, wants_usage=wants_usage,
@@ -358,6 +405,14 @@ def _too_large(limit: int) -> HttpError:
     )  # fmt: skip
 
 
+def _start_failed(model: str, exc: EngineError) -> HttpError:
+    """Every request waiting on a failed start gets this: the reason and the last lines."""
+    lines = "\n".join(exc.log_tail[-10:])
+    text = f"`{model}` could not be started: {exc.message}"
+    text += f"\nlast engine log lines:\n{lines}" if lines else ""
+    return HttpError(503, text, code="start_failed", headers={"Retry-After": "10"})
+
+
 def error_response(exc: HttpError, path: str = "") -> web.Response:
     """The error in the OpenAI shape, or Anthropic's on /v1/messages."""
     body = exc.body()
@@ -378,6 +433,7 @@ def _card(entry: CatalogEntry) -> dict[str, object]:
         "resolves_to": list(entry.resolves_to),
         "routable": entry.routable,
         "context_length": entry.context_length,
+        **entry.extra,
     }
     if not entry.routable:
         facts |= {"reason": entry.reason, "log_tail": list(entry.tail)}

@@ -12,6 +12,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from corral.fleet import OnDemandStats
+
 Labels = tuple[str, ...]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -181,3 +183,27 @@ def key_lines(refused: dict[tuple[str, str], int]) -> Iterable[str]:
     for (key, limit), count in refused.items():
         labels = _label_text(("key", "limit"), (key, limit))
         yield f"corral_gateway_key_limited_total{labels} {count}"
+
+
+COLD_START_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0)
+
+
+def on_demand_lines(stats: OnDemandStats) -> Iterable[str]:
+    """On-demand starts, idle stops, evictions and cold-start seconds, by deployment."""
+    tables = (
+        ("corral_on_demand_starts_total", "On-demand starts a request asked for.", stats.starts),
+        ("corral_on_demand_idle_stops_total", "Stops after idle_stop.", stats.idle_stops),
+        ("corral_on_demand_evictions_total", "Stops to make room on the host.", stats.evictions),
+    )
+    for name, text, table in tables:
+        counter = Counter(name, text, ("deployment",))
+        for deployment, value in table.items():
+            counter.inc((deployment,), value)
+        yield from counter.render()
+    cold = Histogram("corral_on_demand_cold_start_seconds",
+                     "Seconds a request waited for its deployment to start.", ("deployment",),
+                     COLD_START_BUCKETS)  # fmt: skip
+    for deployment, waits in stats.cold_start_s.items():
+        for wait in waits:
+            cold.observe((deployment,), wait)
+    yield from cold.render()

@@ -32,6 +32,7 @@ from corral.gateway.errors import HttpError, engine_error_body
 from corral.gateway.normalize import Tokens, normalize, read_usage
 from corral.gateway.routing import Route
 from corral.gateway.sse import SseRelay
+from corral.gateway.starting import SSE_HEADERS
 from corral.gateway.translate import messages
 from corral.gateway.translate.relay import TranslatingRelay
 
@@ -48,7 +49,6 @@ def _upstream_headers(replica: Replica) -> dict[str, str]:
     return {**JSON_HEADERS, "Authorization": f"Bearer {replica.api_key}"}
 
 
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
 
@@ -100,6 +100,7 @@ class Exchange:
     translation: Translation | None = None  # Responses/Messages served through chat
     on_answer: Callable[[dict[str, Any]], None] | None = None  # sees the chat answer
     anthropic: bool = False  # errors in Anthropic's shape
+    early: web.StreamResponse | None = None  # already started (on-demand start comments)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         body = engine_error_body(status, raw)
@@ -354,8 +355,9 @@ class Upstream:
     async def _relay_stream(
         self, request: web.BaseRequest, ex: Exchange, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers=SSE_HEADERS)
-        await response.prepare(request)
+        response = ex.early or web.StreamResponse(status=200, headers=SSE_HEADERS)
+        if not response.prepared:
+            await response.prepare(request)
         ex.status = 200
         relay = self._relay(ex)
         tail = await self._pump(ex, upstream, relay, response)

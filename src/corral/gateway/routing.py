@@ -127,7 +127,8 @@ class Router:
             context = route.policy.capabilities.context_length if route.candidates else None
             entry = CatalogEntry(name, route.kind, _targets(name, route), bool(route.candidates),
                                  context)  # fmt: skip
-            entries.append(_why_not(entry, by_name.get(route.served_name)))
+            view = by_name.get(route.served_name)
+            entries.append(_why_not(_with_state(entry, view), view))
         return entries
 
 
@@ -160,6 +161,17 @@ def _preference(name: str, role: Role, qualified: list[DeploymentView]) -> list[
     for view in qualified:
         order.setdefault(view.name, view)
     return list(order.values())
+
+
+def _with_state(entry: CatalogEntry, view: DeploymentView | None) -> CatalogEntry:
+    """The deployment's state (running, stopped, starting, evicted...) and its memory."""
+    if view is None or not view.state:
+        return entry
+    state = "running" if view.state == "ready" else view.state
+    extra = {**entry.extra, "state": state, "memory_gib": view.memory_gib,
+             "on_demand": view.on_demand}  # fmt: skip
+    return CatalogEntry(entry.name, entry.kind, entry.resolves_to, entry.routable,
+                        entry.context_length, extra, entry.reason, entry.tail)  # fmt: skip
 
 
 def _why_not(entry: CatalogEntry, view: DeploymentView | None) -> CatalogEntry:

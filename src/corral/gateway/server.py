@@ -25,7 +25,7 @@ from aiohttp import web
 
 from corral.config import GatewaySettings, Role
 from corral.errors import ConfigError, PortInUseError
-from corral.fleet import FleetView
+from corral.fleet import FleetView, OnDemand
 from corral.gateway.app import Gateway
 from corral.gateway.auth import KeySource, config_records
 from corral.gateway.engine_metrics import EngineScraper, NvmlSampler, nvml_sampler
@@ -80,8 +80,10 @@ class GatewayServer:
         usage: UsageSink | None = None,
         console: ConsoleSources | None = None,
         gpus: NvmlSampler | None = None,
+        on_demand: OnDemand | None = None,
     ) -> None:
         self.fleet = fleet
+        self.on_demand = on_demand
         self.settings = settings
         self.roles = roles
         self.key_store = key_store
@@ -112,6 +114,7 @@ class GatewayServer:
             self.fleet, self.settings, session=session, roles=self.roles,
             key_store=self.key_store, clock=self.clock, auth_required=exposed, usage=self.usage,
             engines=EngineScraper(session), gpus=self._gpus or nvml_sampler(),
+            on_demand=self.on_demand,
         )  # fmt: skip
         gateway.console = self._console(gateway)
         server = web.Server(gateway.handle, handler_cancellation=True)

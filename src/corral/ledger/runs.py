@@ -156,6 +156,15 @@ def events(ledger: Ledger, deployment: str, limit: int = 20) -> list[dict[str, A
     return [dict(row) for row in reversed(rows)]
 
 
+def stopped_because(ledger: Ledger, run_id: int) -> str | None:
+    """Why a run was stopped (its `stop` event): e.g. evicted, or idle past idle_stop."""
+    row = ledger.conn.execute(
+        "SELECT detail FROM events WHERE run_id = ? AND kind = 'stop' ORDER BY id DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    return str(row[0]) if row is not None else None
+
+
 def status(ledger: Ledger) -> list[dict[str, Any]]:
     """Per deployment: its last run with phases, facts and recent events (`corral status`)."""
     result = []
@@ -177,6 +186,7 @@ def status(ledger: Ledger) -> list[dict[str, Any]]:
                 "phases": phases(ledger, run_id),
                 "facts": facts(ledger, run_id),
                 "events": events(ledger, run["deployment"], limit=10),
+                "stopped_because": stopped_because(ledger, run_id),
             }
         )
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from corral.config import CorralConfig, Deployment
 from corral.errors import RecipeError
@@ -17,6 +18,7 @@ from corral.paths import models_dir
 from corral.recipes.loader import home_recipes_dir, load_recipes
 from corral.recipes.match import Choice, choose
 from corral.recipes.render import EngineLaunch, ModelLocation, locate_model, render
+from corral.recipes.schema import Match, Process, Recipe
 from corral.store.gguf import locate_gguf
 from corral.store.roots import store_roots
 
@@ -82,6 +84,29 @@ def forced_warning(prepared: Prepared) -> str:
     return text + "".join(f"; cost: {cost}" for cost in costs)
 
 
+ENDPOINT_RECIPE = Recipe(
+    name="unmanaged-endpoint",
+    description="an OpenAI-compatible endpoint corral routes to but never starts or stops",
+    match=Match(models=["*"], hardware=["*"]),
+    runtime="process",
+    process=Process(command=["(not launched by corral)"]),
+)
+
+
+def endpoint_prepared(deployment: Deployment) -> Prepared:
+    """An unmanaged endpoint: nothing to resolve or render; its address is the launch."""
+    url = deployment.endpoint or ""
+    parsed = urlsplit(url)
+    served = deployment.endpoint_model or deployment.name
+    launch = EngineLaunch(
+        deployment=deployment.name, recipe=ENDPOINT_RECIPE.name, runtime="endpoint", argv=(),
+        env=(), model=ModelLocation(Path(url), None), engine_model=served, served_name=served,
+        host=parsed.hostname or "", port=parsed.port or 443, url=url,
+    )  # fmt: skip
+    return Prepared(deployment, "remote", "an unmanaged endpoint", Choice(ENDPOINT_RECIPE),
+                    launch)  # fmt: skip
+
+
 def prepare(
     config: CorralConfig,
     name: str,
@@ -93,6 +118,8 @@ def prepare(
 ) -> Prepared:
     """Resolve deployment `name` to its recipe and exact command (nothing is launched)."""
     deployment = config.deployment(name)
+    if deployment.endpoint is not None:
+        return endpoint_prepared(deployment)
     kind, source, info = hardware_of(config, deployment, detect)
     # The model first: a misspelt name gets "did you mean", not "no recipe for" it.
     location = model_location(deployment, deployment.engine, config, home)

@@ -50,9 +50,13 @@ class EngineLaunch:
     container: Container | None = None
     container_name: str | None = None
     mounts: tuple[tuple[str, str], ...] = field(default=())
+    url: str | None = None
+    """An unmanaged endpoint's own address (then host and port are only informative)."""
 
     @property
     def base_url(self) -> str:
+        if self.url is not None:
+            return self.url.rstrip("/").removesuffix("/v1")
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
         return f"http://{host}:{self.port}"
 

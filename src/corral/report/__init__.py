@@ -1,7 +1,6 @@
-"""`corral report`: the deployment logbook in Markdown, every figure read from the ledger.
+"""The Markdown logbook of a deployment, from the ledger only."""
 
-`collect` reads the ledger into a `Logbook`; `markdown.render` writes it in the structure of
-the hand-written seed (overview, hardware, model, deployment details with the exact run
-command, performance, memory and KV capacity measured beside planned, startup breakdown, API
-access with curl examples, features, known issues, deployment history).
-"""
+from corral.report.logbook import collect
+from corral.report.markdown import render
+
+__all__ = ["collect", "render"]

@@ -9,7 +9,9 @@ from typing import Any
 from corral.errors import CorralError
 from corral.ledger import runs
 from corral.ledger.db import Ledger
+from corral.ledger.hosts import HostEntry, RunHost, fleet_by_host, run_hosts
 from corral.ledger.launches import Launch, fact_rows, launch_of, runs_of
+from corral.tune.store import searches_of
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Logbook:
     history: list[RunRecord]
     verify: list[dict[str, Any]] = field(default_factory=list)
     bench: list[dict[str, Any]] = field(default_factory=list)
+    hosts: list[RunHost] = field(default_factory=list)  # where the current run ran
+    fleet: list[HostEntry] = field(default_factory=list)  # every host, by host
+    tuning: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _facts(ledger: Ledger, run_id: int) -> dict[str, FactValue]:
@@ -130,4 +135,7 @@ def collect(ledger: Ledger, deployment: str) -> Logbook:
         history,
         verify=_verify_rows(ledger, current.id),
         bench=_bench_results(ledger, current.id),
+        hosts=run_hosts(ledger, current.id),
+        fleet=fleet_by_host(ledger),
+        tuning=searches_of(ledger, deployment),
     )

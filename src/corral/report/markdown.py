@@ -73,11 +73,13 @@ def render(book: Logbook, *, ledger_path: str = "") -> str:
         model_specs,
         deployment_details,
         performance,
+        tuning,
         memory,
         startup,
         api_access,
         features,
         known_issues,
+        related_systems,
         history,
     )
     lines: list[str] = []
@@ -222,6 +224,27 @@ def performance(book: Logbook) -> list[str]:
         ]
         lines += [_story_row(row) for row in bench["rows"]]
     return lines + _reference_figures(book)
+
+
+def tuning(book: Logbook) -> list[str]:
+    """Every `corral tune` search of this deployment: its table and verdict."""
+    from corral.tune.result import summary_line, table
+
+    if not book.tuning:
+        return []
+    lines = ["## Tuning"]
+    for search in book.tuning:
+        res = search["result"]
+        lines += [
+            "",
+            f"### Search {search['id']}: workload {search['workload']}, SLO {search['slo']} "
+            f"({search['state']}, {when(search['started_at'])})",
+            "",
+            table(res.get("candidates", [])),
+            "",
+            summary_line(res.get("verdict", {})),
+        ]
+    return lines
 
 
 def _story_row(row: dict[str, Any]) -> str:
@@ -424,6 +447,24 @@ def known_issues(book: Logbook) -> list[str]:
         lines += [f"- {e['detail']}" for e in seen]
     if not issues and not seen:
         lines.append("None recorded.")
+    return lines
+
+
+def related_systems(book: Logbook) -> list[str]:
+    """The fleet by host, like the seed's "Related Systems": where this ran, and the rest."""
+    if not book.fleet and not book.hosts:
+        return []
+    here = {h.host: h for h in book.hosts}
+    lines = ["## Related Systems", ""]
+    for entry in book.fleet:
+        what = entry.hardware or "hardware not checked"
+        if entry.host in here:
+            rank = here[entry.host]
+            role = f"this deployment, rank {rank.rank} ({rank.role}, pid {rank.pid})"
+            lines.append(f"- **{entry.host}**: {what}; {role}")
+        else:
+            running = ", ".join(entry.deployments) or "no active deployment"
+            lines.append(f"- **{entry.host}**: {what} ({running})")
     return lines
 
 

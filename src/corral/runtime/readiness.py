@@ -36,6 +36,7 @@ class Probe:
     served_name: str
     timeout: float = 600.0
     interval: float = 0.5
+    health_path: str = "/health"
 
 
 async def wait_ready(probe: Probe, client: httpx.AsyncClient, alive: Callable[[], bool]) -> float:
@@ -82,8 +83,10 @@ async def _until(
 
 
 async def _health(probe: Probe, client: httpx.AsyncClient) -> bool | str:
-    reply = await client.get(f"{probe.base_url}/health", timeout=5.0)
-    return True if reply.status_code == 200 else f"/health answered {reply.status_code}"
+    reply = await client.get(f"{probe.base_url}{probe.health_path}", timeout=5.0)
+    if reply.status_code == 200:
+        return True
+    return f"{probe.health_path} answered {reply.status_code}"
 
 
 async def _models(probe: Probe, client: httpx.AsyncClient) -> bool | str:

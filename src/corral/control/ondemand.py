@@ -1,0 +1,236 @@
+"""Deployments started on the first request, stopped when idle, placed by host memory.
+
+    demand = Demand(fleet.supervisors, config, services)   # the gateway's `OnDemand`
+    await demand.ensure("m", progress)     # starts it (evicting idle ones) and waits
+    demand.hold("m"); demand.release("m")  # a request in flight: not idle, not evicted
+    await demand.run()                     # stops deployments idle past `idle_stop`
+
+Placement (docs/decisions/0015-on-demand-placement.md): a deployment needs
+`Supervisor.memory_gib()` on its host (the config's figure, or the peak measured while
+it ran if larger). Deciding to start one and marking it `starting` happen under the
+host's lock, and every `starting` or `ready` deployment counts against the host's
+`memory_budget_gib`; so two requests racing for the last memory can't both start an
+engine: the second sees the first's reservation. When it does not fit, idle unpinned
+deployments on that host are stopped, least recently used (then lowest priority) first,
+until it fits; if it can't fit even then, NoCapacity names what holds the memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from corral.config import CorralConfig, Deployment
+from corral.control.pipeline import Services, stop_deployment
+from corral.control.supervisor import Supervisor
+from corral.errors import EngineError, NoCapacity
+from corral.fleet import OnDemandStats, Progress
+from corral.ledger.db import Ledger
+from corral.ledger.launches import runs_of
+
+__all__ = ["Demand", "idle_stop_warning"]
+
+log = logging.getLogger("corral.gateway")
+
+Clock = Callable[[], float]
+StopEngine = Callable[[str, str], object]
+"""Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
+
+
+def idle_stop_warning(dep: Deployment, ledger: Ledger) -> str | None:
+    """An `idle_stop` shorter than the deployment's slowest recorded start: it would spend
+    more time starting than serving."""
+    if not dep.on_demand or dep.idle_stop is None:
+        return None
+    starts = [r["ready_at"] - r["started_at"] for r in runs_of(ledger, dep.name) if r["ready_at"]]
+    if not starts or max(starts) <= dep.idle_stop:
+        return None
+    return (f"idle_stop {dep.idle_stop:.0f} s is shorter than {dep.name}'s start "
+            f"({max(starts):.0f} s recorded): it may stop before it repays its start; "
+            "raise idle_stop")  # fmt: skip
+
+
+class Demand:
+    """The control plane's side of `corral.fleet.OnDemand`."""
+
+    def __init__(self, supervisors: Mapping[str, Supervisor], config: Callable[[], CorralConfig],
+                 services: Services, *, stop: StopEngine | None = None,
+                 clock: Clock = time.monotonic, poll: float = 1.0) -> None:  # fmt: skip
+        self.supervisors = supervisors
+        self.config = config
+        self.services = services
+        self.stop_engine = stop or (lambda name, why: stop_deployment(name, services, reason=why))
+        self.clock = clock
+        self.poll = poll
+        self.last_used: dict[str, float] = {}
+        self.in_flight: dict[str, int] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.stats = OnDemandStats()
+
+    # ---- the gateway's questions ------------------------------------------------------
+
+    def find(self, name: str) -> Supervisor | None:
+        """The on-demand deployment a client's `name` (served name or alias) means."""
+        for sup in self.supervisors.values():
+            dep = sup.deployment
+            if dep.on_demand and (dep.name == name or name in dep.aliases):
+                return sup
+        return None
+
+    async def ensure(self, name: str, progress: Progress | None = None) -> bool:
+        sup = self.find(name)
+        if sup is None:
+            return False
+        self.last_used[sup.name] = self.clock()
+        if sup.state == "ready":
+            return True
+        began = time.monotonic()
+        outcome = await self._claim_start(sup)
+        await self._wait(sup, outcome, progress)
+        if sup.last_start_s is not None:
+            self.stats.cold_start_s.setdefault(sup.name, []).append(time.monotonic() - began)
+        return True
+
+    def stats_now(self) -> OnDemandStats:
+        return self.stats
+
+    def hold(self, name: str) -> None:
+        self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        self.last_used[name] = self.clock()
+
+    def release(self, name: str) -> None:
+        self.in_flight[name] = max(0, self.in_flight.get(name, 0) - 1)
+        self.last_used[name] = self.clock()
+
+    # ---- starting: one start per deployment, one placement at a time per host -----------
+
+    async def _claim_start(self, sup: Supervisor) -> asyncio.Future[None]:
+        host = sup.deployment.host
+        async with self.locks.setdefault(host, asyncio.Lock()):
+            if sup.outcome is not None and not sup.outcome.done():
+                return sup.outcome  # join the start under way
+            if sup.state == "ready":
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
+            self._check_backoff(sup)
+            await self._make_room(sup)
+            self.stats.count(self.stats.starts, sup.name)
+            self.services.say("on-demand", f"starting {sup.name} for a request")
+            return sup.request_start()
+
+    def _check_backoff(self, sup: Supervisor) -> None:
+        wait = sup.retry_at - time.monotonic()
+        if sup.state == "failed" and wait > 0:
+            raise EngineError(
+                f"{sup.name} failed to start: {sup.reason}; next try in {wait:.0f} s",
+                hint=f"`corral logs {sup.name}` shows the engine's log",
+                log_tail=list(sup.tail),
+            )
+
+    async def _wait(self, sup: Supervisor, outcome: asyncio.Future[None],
+                    progress: Progress | None) -> None:  # fmt: skip
+        """Until the start ends (its error raised here too), telling `progress` each second;
+        a client that goes away cancels its wait, never the start."""
+        bound = self.config().serve.on_demand_start_timeout
+        deadline = time.monotonic() + bound
+        while not outcome.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sup.name} did not start within {bound:.0f} s")
+            if progress is not None:
+                await progress(sup.progress())
+            await asyncio.wait([outcome], timeout=1.0)
+        outcome.result()
+
+    # ---- memory ------------------------------------------------------------------------
+
+    def budget(self, host: str) -> float | None:
+        found = self.config().hosts.get(host)
+        return found.memory_budget_gib if found is not None else None
+
+    def _holders(self, sup: Supervisor) -> list[Supervisor]:
+        host = sup.deployment.host
+        return [s for s in self.supervisors.values()
+                if s is not sup and s.deployment.host == host and s.holds_memory]  # fmt: skip
+
+    def _held(self, sup: Supervisor) -> float:
+        return sum(s.memory_gib() or 0.0 for s in self._holders(sup))
+
+    async def _make_room(self, sup: Supervisor) -> None:
+        """Stop idle unpinned deployments on its host (LRU first) until `sup` fits."""
+        budget = self.budget(sup.deployment.host)
+        if budget is None:
+            return
+        if sup.memory_gib() is None:
+            await asyncio.to_thread(sup.plan_memory)
+        need = sup.memory_gib() or 0.0
+        if need > budget:
+            raise NoCapacity(f"{sup.name} needs {need:.1f} GiB but host "
+                             f"{sup.deployment.host!r} has a budget of {budget:.1f} GiB",
+                             hint="raise hosts.<host>.memory_budget_gib or lower the "
+                             "deployment's memory (kv_cache_gib)")  # fmt: skip
+        for victim in self._victims(sup):
+            if self._held(sup) + need <= budget:
+                return
+            await self._stop(victim, "evicted", f"evicted to make room for {sup.name}")
+        if self._held(sup) + need > budget:
+            raise self._no_room(sup, need, budget)
+
+    def _victims(self, sup: Supervisor) -> list[Supervisor]:
+        idle = [s for s in self._holders(sup) if s.state == "ready" and
+                not s.deployment.pinned and not self.in_flight.get(s.name)]  # fmt: skip
+        return sorted(idle, key=lambda s: (self.last_used.get(s.name, 0.0),
+                                           s.deployment.priority))  # fmt: skip
+
+    def _no_room(self, sup: Supervisor, need: float, budget: float) -> NoCapacity:
+        holders = ", ".join(self._describe(s) for s in self._holders(sup))
+        return NoCapacity(
+            f"cannot start {sup.name} (needs {need:.1f} GiB): host {sup.deployment.host!r} "
+            f"has a budget of {budget:.1f} GiB and {holders} hold "
+            f"{self._held(sup):.1f} GiB",
+            hint="retry later, or pin fewer deployments on this host",
+        )
+
+    def _describe(self, sup: Supervisor) -> str:
+        why = ("pinned" if sup.deployment.pinned else
+               f"{self.in_flight.get(sup.name, 0)} requests in flight" if
+               self.in_flight.get(sup.name) else sup.state)  # fmt: skip
+        return f"{sup.name} ({sup.memory_gib() or 0.0:.1f} GiB, {why})"
+
+    # ---- stopping ------------------------------------------------------------------------
+
+    async def _stop(self, sup: Supervisor, state: str, why: str) -> None:
+        """Stop its engine (recorded in the ledger with `why`) and wait until it is gone."""
+        self.services.say(state, f"{sup.name}: {why}")
+        log.info("on demand: %s %s: %s", sup.name, state, why)
+        table = self.stats.evictions if state == "evicted" else self.stats.idle_stops
+        self.stats.count(table, sup.name)
+        sup.stopped_as = (state, why)
+        with contextlib.suppress(EngineError):
+            await asyncio.to_thread(self.stop_engine, sup.name, why)
+        sup.state, sup.reason, sup.desired = state, why, False
+        sup.live = None
+
+    async def run(self) -> None:
+        """Until cancelled: stop on-demand deployments idle past their `idle_stop`."""
+        while True:
+            await asyncio.sleep(self.poll)
+            for sup in list(self.supervisors.values()):
+                idle_for = self._idle_for(sup)
+                if idle_for is not None:
+                    limit = sup.deployment.idle_stop
+                    await self._stop(
+                        sup, "stopped", f"idle for {idle_for:.0f} s (idle_stop {limit:.0f} s)"
+                    )
+
+    def _idle_for(self, sup: Supervisor) -> float | None:
+        dep = sup.deployment
+        if not dep.on_demand or dep.idle_stop is None or sup.state != "ready":
+            return None
+        if self.in_flight.get(sup.name):
+            return None
+        idle_for = self.clock() - self.last_used.setdefault(sup.name, self.clock())
+        return idle_for if idle_for > dep.idle_stop else None

@@ -1,0 +1,146 @@
+"""What a search found: the ranking, the winner with its margin over the current settings
+(a margin inside the measured run-to-run spread is a tie), the table, the plots, and the
+winner written into corral.yaml (`--apply`, a diff first)."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corral.errors import ConfigError
+
+DEFAULT_SPREAD = 0.05
+"""assumed spread when a candidate was measured once (no run-to-run figure)"""
+
+
+def _noise(*outcomes: dict[str, Any]) -> float:
+    found = [float(o["spread"]) for o in outcomes if o.get("spread") is not None]
+    return max(found, default=DEFAULT_SPREAD)
+
+
+def _rank(o: dict[str, Any]) -> tuple[float, float]:
+    return float(o["goodput"]), float(o.get("decode_tok_s") or 0.0)
+
+
+def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Winner, margin over `current`, and whether that margin is a tie."""
+    measured = sorted((o for o in outcomes if o["status"] == "measured"), key=_rank, reverse=True)
+    if not measured:
+        return {"winner": None, "note": "no candidate was measured"}
+    best = measured[0]
+    if best["goodput"] <= 0:
+        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in measured[:3])
+        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}"}
+    out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
+    current = next((o for o in measured if o["name"] == "current"), None)
+    if current is best:
+        current = measured[1] if len(measured) > 1 else None
+        out["note"] = "the current settings won"
+    if current is not None:
+        noise = _noise(best, current)
+        margin = (
+            (best["goodput"] - current["goodput"]) / current["goodput"]
+            if current["goodput"]
+            else None
+        )
+        out |= {"against": current["name"], "margin": margin, "noise": noise,
+                "tie": margin is None or margin <= noise}  # fmt: skip
+        out["tied_with_winner"] = [o["name"] for o in measured if _within(o, best, noise)]
+    return out
+
+
+def _within(other: dict[str, Any], best: dict[str, Any], noise: float) -> bool:
+    top, seen = float(best["goodput"]), float(other["goodput"])
+    return top > 0 and (top - seen) / top <= noise
+
+
+def _cell(o: dict[str, Any], key: str, fmt: str) -> str:
+    value = o.get(key)
+    return format(value, fmt) if isinstance(value, (int, float)) else "–"
+
+
+def table(outcomes: list[dict[str, Any]]) -> str:
+    """A markdown table, one row per candidate (docs/tune.md shows one)."""
+    lines = ["| candidate | status | goodput req/s | spread | max load | decode tok/s c=1 | note |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for o in outcomes:
+        max_level = max((r.get("max_level", 0) for r in o.get("repeats", [])), default=None)
+        note = o.get("reason") or o.get("miss") or o.get("planner") or ""
+        lines.append(
+            f"| {o['name']} | {o['status']} | {_cell(o, 'goodput', '.2f')} | "
+            f"{_cell(o, 'spread', '.0%')} | {max_level if max_level is not None else '–'} | "
+            f"{_cell(o, 'decode_tok_s', '.1f')} | {str(note).replace('|', '/')[:120]} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_line(v: dict[str, Any]) -> str:
+    if v.get("winner") is None:
+        return str(v.get("note", "no winner"))
+    text = f"winner: {v['winner']} ({v['goodput']:.2f} req/s within the SLO)"
+    if v.get("margin") is not None:
+        verdict_word = "a tie" if v.get("tie") else "a win"
+        text += (f", {v['margin']:+.0%} over {v['against']}, measured spread {v['noise']:.0%}: "
+                 f"{verdict_word}")  # fmt: skip
+    if v.get("note"):
+        text += f"; {v['note']}"
+    return text
+
+
+def plot(outcomes: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """goodput.png (goodput against load, per candidate) and pareto.png (goodput against
+    decode tok/s at concurrency 1, the front marked)."""
+    from corral.bench.plots import _figure, _save
+
+    plt = _figure()
+    folder.mkdir(parents=True, exist_ok=True)
+    measured = [o for o in outcomes if o["status"] == "measured" and o.get("repeats")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for o in measured:
+        levels = o["repeats"][0]["levels"]
+        ax.plot([lv["level"] for lv in levels], [lv["goodput_req_s"] or 0 for lv in levels],
+                marker="o", label=o["name"])  # fmt: skip
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("goodput req/s")
+    ax.legend(fontsize=7)
+    paths = [_save(plt, fig, folder / "goodput.png")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    points = [(o.get("decode_tok_s") or 0.0, o["goodput"], o["name"]) for o in measured]
+    front = pareto(points)
+    for x, y, name in points:
+        ax.scatter([x], [y], color="tab:red" if name in front else "tab:gray")
+        ax.annotate(name, (x, y), fontsize=6)
+    ax.set_xlabel("decode tok/s at concurrency 1")
+    ax.set_ylabel("goodput req/s")
+    paths.append(_save(plt, fig, folder / "pareto.png"))
+    return paths
+
+
+def pareto(points: list[tuple[float, float, str]]) -> set[str]:
+    """Names no other point beats on both axes."""
+
+    def beaten(x: float, y: float) -> bool:
+        return any(a >= x and b >= y and (a, b) != (x, y) for a, b, _ in points)
+
+    return {n for x, y, n in points if not beaten(x, y)}
+
+
+def apply_winner(config_path: Path, deployment: str, winner: dict[str, Any]) -> tuple[str, str]:
+    """(new text, unified diff) of corral.yaml with the winner's flags and fields."""
+    old = config_path.read_text("utf-8")
+    data = yaml.safe_load(old) or {}
+    for dep in data.get("deployments", []):
+        if dep.get("name") == deployment:
+            dep["args"] = [*dep.get("args", []), *winner.get("args", [])]
+            dep.update(winner.get("fields", {}))
+            break
+    else:
+        raise ConfigError(f"{config_path} has no deployment {deployment!r} to apply the winner to")
+    new = yaml.safe_dump(data, sort_keys=False)
+    name = str(config_path)
+    lines = difflib.unified_diff(old.splitlines(True), new.splitlines(True), name, name + "+")
+    diff = "".join(lines)
+    return new, diff

@@ -1,0 +1,68 @@
+"""`corral tune` on the default model on the real vLLM CPU engine, through the CLI: a
+tiny workload, a short budget, two measured candidates (max_num_seqs, max_num_batched_tokens),
+two the planner rules out, one the engine refuses; the deployment restored afterwards.
+
+Starts its own engines (the search restarts the deployment), so it holds `vllm_lock`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.ledger.db import open_ledger
+from corral.ledger.launches import runs_of
+from tests.integration.test_deploy_report import NAME, _kill_leftover, corral, write_config
+
+pytestmark = pytest.mark.integration
+
+SPACE = {
+    "axes": {"max_num_seqs": {"values": [4]}, "typo": {"flag": "--no-such-flag", "values": []}},
+    "candidates": [
+        {"name": "batch-512", "settings": {"max_num_batched_tokens": 512}},
+        {"name": "too-small",
+         "settings": {"enable_chunked_prefill": False, "max_num_batched_tokens": 512}},
+        {"name": "bad-dtype", "settings": {"kv_cache_dtype": "no-such-dtype"}},
+        {"name": "typo", "settings": {"typo": 1}},
+    ],
+}  # fmt: skip
+
+
+def test_tune_default_model(vllm_lock: None, default_model_path: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, default_model_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    saved = tmp_path / "tune.json"
+    home = tmp_path / "home"
+    try:
+        done = corral(
+            "tune", NAME, "--config", str(config), "--space", str(space), "--workload", "tiny",
+            "--slo", "ttft_p95=5s", "--repeats", "1", "--max-time", "6m",
+            "--save", str(saved), "--plots", str(tmp_path / "plots"), timeout=560,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary = json.loads(saved.read_text())
+        by = {c["name"]: c for c in summary["candidates"]}
+        assert by["too-small"]["status"] == "skipped"
+        assert "must be at least max_model_len 4096" in by["too-small"]["reason"]
+        assert by["bad-dtype"]["status"] == "skipped"
+        assert "'no-such-dtype' is not one the planner knows" in by["bad-dtype"]["reason"]
+        assert by["typo"]["status"] == "failed"  # the engine's own error line
+        assert "unrecognized arguments: --no-such-flag 1" in by["typo"]["reason"]
+        for name in ("current", "max_num_seqs=4", "batch-512"):
+            assert by[name]["status"] == "measured", by[name]
+            assert by[name]["goodput"] > 0
+            assert by[name]["decode_tok_s"] > 5
+        assert summary["verdict"]["winner"] in by
+        assert "winner:" in done.stdout
+        assert (tmp_path / "plots" / "pareto.png").stat().st_size > 1000
+        # restored: the deployment was not running before, so nothing runs now
+        with open_ledger(home / "ledger.sqlite3") as ledger:
+            assert all(r["ended_at"] is not None for r in runs_of(ledger, NAME))
+        report = corral("report", NAME, "--config", str(config))
+        assert "## Tuning" in report.stdout, report.stderr
+    finally:
+        _kill_leftover(home)

@@ -1,0 +1,270 @@
+"""On-demand deployments through the real gateway and fleet, with the scripted engine (a
+real HTTP server process) standing in for vLLM: start on a request, join a start, evict
+by memory, refuse with 503 when nothing can make room, share a failed start's error,
+stop when idle. The real-engine version is tests/integration/test_on_demand.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.cli.serve import _shown_state
+from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
+from corral.control.fleet import Fleet
+from corral.control.ondemand import idle_stop_warning
+from corral.control.pipeline import Services
+from corral.errors import ConfigError
+from corral.gateway import GatewayServer
+from corral.ledger import runs
+from corral.ledger.db import Ledger, open_ledger
+from corral.ledger.launches import runs_of
+from tests.support.fleet import fleet_config, script_recipe, scripted
+from tests.unit.test_render import cpu_box
+from tests.unit.test_supervisor import supervisor, until
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    with open_ledger(tmp_path / "ledger.sqlite3") as led:
+        yield led
+
+
+def on_demand(name: str, tmp_path: Path, **fields: Any) -> Deployment:
+    return scripted(name, tmp_path, on_demand=True, memory_gib=1.0, **fields)
+
+
+def budgeted(config: CorralConfig, gib: float) -> CorralConfig:
+    return config.model_copy(update={"hosts": {"local": Host(memory_budget_gib=gib)}})
+
+
+class Served:
+    def __init__(self, fleet: Fleet, gateway: GatewayServer, client: httpx.AsyncClient) -> None:
+        self.fleet, self.gateway, self.client = fleet, gateway, client
+
+    async def chat(self, model: str) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        return await self.client.post(f"{self.gateway.url}/v1/chat/completions", json=body)
+
+    async def states(self) -> dict[str, str]:
+        cards = (await self.client.get(f"{self.gateway.url}/v1/models")).json()["data"]
+        return {c["id"]: c["corral"]["state"] for c in cards}
+
+
+@pytest.fixture
+async def serve(tmp_path: Path, ledger: Ledger) -> AsyncIterator[Any]:
+    started: list[tuple[Fleet, GatewayServer, httpx.AsyncClient]] = []
+
+    async def start(config: CorralConfig, planner: Any = None) -> Served:
+        svc = Services(ledger, tmp_path, cpu_box, planner=planner)
+        http = httpx.AsyncClient(timeout=60)
+
+        def supervisor_for(cfg: CorralConfig, dep: Deployment, desired: bool) -> Any:
+            sup = supervisor(cfg, dep.name, svc, http)
+            sup.desired = desired
+            return sup
+
+        fleet = Fleet(config, svc, supervisor_for)
+        gateway = GatewayServer(fleet, GatewaySettings(), port=0, on_demand=fleet.demand)
+        started.append((fleet, gateway, http))
+        await fleet.start()
+        await fleet.settled()
+        await gateway.start()
+        return Served(fleet, gateway, http)
+
+    yield start
+    for fleet, gateway, http in started:
+        await gateway.stop()
+        await fleet.close(stop_engines=True)
+        await http.aclose()
+
+
+async def test_a_request_starts_it_and_concurrent_ones_join_the_start(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    config = fleet_config(tmp_path, [on_demand("a", tmp_path, aliases=["alpha"])])
+    served = await serve(config)
+    assert await served.states() == {"a": "stopped", "alpha": "stopped"}
+    replies = await asyncio.gather(*(served.chat(m) for m in ("a", "alpha", "a")))
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert len(runs_of(ledger, "a")) == 1  # one start, joined by all three
+    assert (await served.states())["a"] == "running"
+    metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
+    assert 'corral_on_demand_starts_total{deployment="a"} 1' in metrics
+    assert 'corral_on_demand_cold_start_seconds_count{deployment="a"} 3' in metrics
+
+
+async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    deps = [on_demand(n, tmp_path) for n in ("a", "b", "c")]
+    served = await serve(budgeted(fleet_config(tmp_path, deps), 2.5))
+    for name in ("a", "b", "a", "c"):  # b is the least recently used when c starts
+        assert (await served.chat(name)).status_code == 200
+    assert await served.states() == {"a": "running", "b": "evicted", "c": "running"}
+    await asyncio.sleep(2)  # a supervisor must not bring an evicted one back on its own
+    assert [len(runs_of(ledger, n)) for n in ("a", "b", "c")] == [1, 1, 1]
+    (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
+    assert stop == ("b", "stop", "evicted to make room for c")
+    metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
+    assert 'corral_on_demand_evictions_total{deployment="b"} 1' in metrics
+    rows = {row["deployment"]: row for row in runs.status(ledger)}
+    assert _shown_state(rows["b"]) == "evicted (evicted to make room for c)"
+    assert _shown_state(rows["a"]) == "ready"
+
+
+async def test_racing_for_the_last_memory_one_wins_the_other_gets_503(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    deps = [on_demand(n, tmp_path) for n in ("a", "b")]
+    served = await serve(budgeted(fleet_config(tmp_path, deps), 1.5))
+    replies = await asyncio.gather(served.chat("a"), served.chat("b"))
+    assert sorted(r.status_code for r in replies) == [200, 503]
+    refused = next(r for r in replies if r.status_code == 503)
+    error = refused.json()["error"]
+    assert error["code"] == "insufficient_memory"
+    assert "budget of 1.5 GiB" in error["message"]
+    assert "(1.0 GiB, starting)" in error["message"]  # names what holds the memory
+    assert refused.headers["Retry-After"] == "10"
+    assert sum(len(runs_of(ledger, n)) for n in ("a", "b")) == 1
+
+
+async def test_without_memory_gib_the_planners_weights_and_kv_count(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    def planner(_prepared: Any, _facts: dict[str, str]) -> dict[str, tuple[float | str, str]]:
+        return {"model_load_gib": (0.5, "GiB"), "kv_cache_memory_gib": (1.25, "GiB")}
+
+    deps = [scripted(n, tmp_path, on_demand=True) for n in ("a", "b")]
+    served = await serve(budgeted(fleet_config(tmp_path, deps), 3.0), planner)
+    assert (await served.chat("a")).status_code == 200
+    assert served.fleet.supervisors["a"].planned_gib == 1.75
+    assert (await served.chat("b")).status_code == 200  # 1.75 + 1.75 > 3: a is evicted
+    assert (await served.states())["a"] == "evicted"
+
+
+async def test_a_pinned_deployment_is_never_evicted(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    deps = [on_demand("a", tmp_path, pinned=True), on_demand("b", tmp_path)]
+    served = await serve(budgeted(fleet_config(tmp_path, deps), 1.5))
+    assert (await served.chat("a")).status_code == 200
+    refused = await served.chat("b")
+    assert refused.status_code == 503
+    assert "a (1.0 GiB, pinned)" in refused.json()["error"]["message"]
+    assert (await served.states())["a"] == "running"
+
+
+async def test_a_failed_start_gives_every_waiter_the_engine_lines_then_backs_off(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("print('ValueError: the engine cannot start', flush=True)\n"
+                      "raise SystemExit(3)\n")  # fmt: skip
+    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True)
+    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    replies = await asyncio.gather(served.chat("bad"), served.chat("bad"))
+    errors = [r.json()["error"] for r in replies]
+    assert [r.status_code for r in replies] == [503, 503]
+    assert errors[0]["message"] == errors[1]["message"]
+    assert errors[0]["code"] == "start_failed"
+    assert "ValueError: the engine cannot start" in errors[0]["message"]
+    again = (await served.chat("bad")).json()["error"]
+    assert "next try in" in again["message"]
+    assert len(runs_of(ledger, "bad")) == 1  # the retry waits for the backoff
+
+
+async def test_idle_past_idle_stop_is_stopped_and_recorded(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    config = fleet_config(tmp_path, [on_demand("a", tmp_path, idle_stop="0.5s")])
+    served = await serve(config)
+    assert (await served.chat("a")).status_code == 200
+    served.fleet.demand.poll = 0.1
+    await until(lambda: served.fleet.supervisors["a"].state == "stopped", timeout=10)
+    (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
+    assert stop[2].startswith("idle for ")
+    assert runs_of(ledger, "a")[-1]["state"] == "stopped"
+    assert (await served.chat("a")).status_code == 200  # and starts again on the next one
+    assert len(runs_of(ledger, "a")) == 2
+
+
+async def test_an_idle_stop_shorter_than_the_recorded_start_warns(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    config = fleet_config(tmp_path, [on_demand("a", tmp_path, idle_stop=1000)])
+    served = await serve(config)
+    assert (await served.chat("a")).status_code == 200
+    dep = config.deployments[0]
+    assert idle_stop_warning(dep, ledger) is None
+    short = dep.model_copy(update={"idle_stop": 0.001})
+    warning = idle_stop_warning(short, ledger)
+    assert warning is not None
+    assert "idle_stop 0 s is shorter than a's start" in warning
+
+
+def test_idle_stop_takes_durations_and_names_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "corral.yaml"
+    path.write_text("deployments:\n  - {name: m, model: x, on_demand: true, idle_stop: 15m}\n")
+    assert load_config(path, env={}).deployments[0].idle_stop == 900.0
+    path.write_text("deployments:\n  - {name: m, model: x, idle_stop: soon}\n")
+    with pytest.raises(ConfigError, match=r"deployments\['m'\]\.idle_stop"):
+        load_config(path, env={})
+
+
+def _events(ledger: Ledger) -> list[tuple[str, str, str]]:
+    rows = ledger.conn.execute(
+        "SELECT d.name, e.kind, e.detail FROM events e JOIN deployments d "
+        "ON d.id = e.deployment_id ORDER BY e.id"
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def test_a_streaming_client_sees_the_start_as_sse_comments(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    served = await serve(fleet_config(tmp_path, [on_demand("a", tmp_path)]))
+    text = await _stream(served, "a")
+    assert text.startswith(": starting ")
+    assert "data: {" in text
+    assert text.rstrip().endswith("data: [DONE]")
+
+
+async def test_a_streaming_client_of_a_failed_start_gets_an_error_event(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("print('ValueError: no', flush=True)\nraise SystemExit(3)\n")
+    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True)
+    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    text = await _stream(served, "bad")
+    assert text.startswith(": starting ")
+    assert '"code": "start_failed"' in text or '"code":"start_failed"' in text
+    assert text.rstrip().endswith("data: [DONE]")
+
+
+async def _stream(served: Served, model: str) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+            "stream": True}  # fmt: skip
+    url = f"{served.gateway.url}/v1/chat/completions"
+    async with served.client.stream("POST", url, json=body) as reply:
+        assert reply.status_code == 200
+        return (await reply.aread()).decode()
+
+
+async def test_an_engine_slow_to_stop_is_not_started_again_while_it_goes(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    """vLLM takes seconds to stop; the run is `stopping` meanwhile, which is no live run
+    for the supervisor to adopt (it once launched the evicted deployment again)."""
+    slow = on_demand("a", tmp_path, args=["--ignore-sigterm"])
+    served = await serve(budgeted(fleet_config(tmp_path, [slow, on_demand("b", tmp_path)]), 1.5))
+    assert (await served.chat("a")).status_code == 200
+    assert (await served.chat("b")).status_code == 200
+    await asyncio.sleep(1)
+    assert [len(runs_of(ledger, n)) for n in ("a", "b")] == [1, 1]
+    assert (await served.states())["a"] == "evicted"
