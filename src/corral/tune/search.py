@@ -149,20 +149,22 @@ class Search:
 
     def _each(self, tune_id: int, planned: list[tuple[Candidate, str | None, str]],
               done: dict[str, dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:  # fmt: skip
+        out_of_time = False
         for index, (cand, reason, figures) in enumerate(planned):
             if cand.name in done:
                 self.services.say("resume", f"{cand.name}: already {done[cand.name]['status']}")
                 outcomes.append(done[cand.name])
                 continue
-            if reason is not None:
+            if reason is not None:  # skips cost no time: recorded even past the budget
                 outcome = _skipped(cand, reason, figures)
-            elif not self._time_for_one(len(planned) - index):
-                return "budget"
+            elif out_of_time or not self._time_for_one(len(planned) - index):
+                out_of_time = True
+                continue
             else:
                 outcome = self._one(cand, figures, index, len(planned))
             store.record_candidate(self.services.ledger, tune_id, outcome)
             outcomes.append(outcome)
-        return "done"
+        return "budget" if out_of_time else "done"
 
     def _time_for_one(self, left: int) -> bool:
         elapsed = time.monotonic() - self.started
