@@ -15,7 +15,10 @@ import yaml
 
 from corral.ledger.db import open_ledger
 from corral.ledger.launches import runs_of
-from tests.integration.test_deploy_report import NAME, _kill_leftover, corral, write_config
+from tests.support.corral_cli import corral, default_config_file, kill_leftover
+from tests.support.vllm import free_port
+
+NAME = "smollm2-135m-instruct"
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +35,7 @@ SPACE = {
 
 
 def test_tune_default_model(vllm_lock: None, default_model_path: Path, tmp_path: Path) -> None:
-    config = write_config(tmp_path, default_model_path)
+    config = default_config_file(tmp_path, default_model_path, free_port())
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     saved = tmp_path / "tune.json"
@@ -65,4 +68,4 @@ def test_tune_default_model(vllm_lock: None, default_model_path: Path, tmp_path:
         report = corral("report", NAME, "--config", str(config))
         assert "## Tuning" in report.stdout, report.stderr
     finally:
-        _kill_leftover(home)
+        kill_leftover(home, NAME)

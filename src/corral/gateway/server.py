@@ -1,4 +1,4 @@
-"""`GatewayServer`: the gateway as a start/stop object inside the controller's asyncio loop.
+"""`GatewayServer`: the gateway as a start/stop object inside `corral serve`'s asyncio loop.
 
     server = GatewayServer(fleet, settings, roles=config.roles, key_store=store)
     await server.start()        # binds settings.host:settings.port (or `port=` override)

@@ -4,7 +4,8 @@
 
 The official openai SDK is the client of record and every answer is validated against its
 types; streams are also parsed byte-for-byte (`sse`) so a malformed stream can't hide
-behind the SDK's leniency. `gate.run_gate` is what the controller calls after readiness;
+behind the SDK's leniency. `gate.make_gate` is the pipeline's gate step
+(`control/pipeline.py`, run by the supervisor after readiness);
 `store` keeps results in the ledger.
 """
 

@@ -1,11 +1,13 @@
 """The verify gate: the suite a deployment must pass, after readiness, before it takes traffic.
 
-The controller calls `run_gate(deployment, base_url, ledger_path)` once the engine is
-ready (or hands `make_gate(ledger_path)` to `controller.deployment.RunnerDeps.gate`,
-whose shape is `(Deployment, base_url) -> Awaitable[bool]`). It runs the checks named in
-`deployment.verify.checks` (all when unset) against the engine at `base_url`, with the
-deployment's declared capabilities, records the results in the ledger, and returns True
-when no check failed. With `verify.gate: false` it runs nothing and returns True.
+`corral serve` hands `make_gate(ledger_path)` to each deployment's `Supervisor`
+(`control/supervisor.py`), whose `bring_up` runs it as the pipeline's gate step
+(`control/pipeline.py`, shape `Gate = (Deployment, base_url) -> Awaitable[bool]`) once the
+engine is ready; `run_gate(deployment, base_url, ledger_path)` is the same call unbound.
+It runs the checks named in `deployment.verify.checks` (all when unset) against the engine
+at `base_url`, with the deployment's declared capabilities, records the results in the
+ledger, and returns True when no check failed. With `verify.gate: false` it runs nothing
+and returns True.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ async def run_gate(
 
 
 def make_gate(ledger_path: Path | None) -> Callable[[Deployment, str], Awaitable[bool]]:
-    """`run_gate` bound to a ledger, in the controller's `Gate` shape."""
+    """`run_gate` bound to a ledger, in the pipeline's `Gate` shape (`control/pipeline.py`)."""
 
     async def gate(deployment: Deployment, base_url: str) -> bool:
         return await run_gate(deployment, base_url, ledger_path)

@@ -117,7 +117,7 @@ def deployment_view(ledger: Ledger | None, name: str) -> dict[str, Any]:
 
 def _gate_results(ledger: Ledger | None, book: Logbook) -> list[dict[str, Any]]:
     """The newest suite run against the deployment since its current run started: the
-    controller's gate records its results without the run id."""
+    pipeline's gate step records its results without the run id."""
     if ledger is None:
         return []
     row = ledger.conn.execute(
