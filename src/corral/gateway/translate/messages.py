@@ -4,7 +4,7 @@ Request: `system` (a string or text blocks), `messages` whose content is a strin
 blocks (`text`, `image` as base64 or URL, assistant `tool_use` and `thinking`, user
 `tool_result`), `tools` (custom tools with an `input_schema`, sent as strict chat tools so
 a forced or chosen tool's `input` follows the schema: vLLM 0.32's own /v1/messages does
-not enforce it, ENGINE-FACTS.md), `tool_choice` (auto, any → required, tool → named,
+not enforce it, docs/engines.md), `tool_choice` (auto, any → required, tool → named,
 none), `max_tokens`, `stop_sequences`, `temperature`, `top_p`, `top_k`. Server tools
 (`web_search_...`, `bash_...`, ...) and `document` blocks are a 400 naming the field.
 
