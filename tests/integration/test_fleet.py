@@ -105,7 +105,9 @@ def write_config(tmp: Path, model_path: Path, port: int, container_port: int) ->
     real["port"] = free_port()
     seed = load_config(PEGASUS)
     pegasus = seed.deployments[0].model_dump(mode="json", exclude_none=True)
-    pegasus |= {"port": container_port, "bind": "127.0.0.1"}
+    # This machine stands in for Pegasus: the host is named `localhost` (this machine, no
+    # SSH) and carries Pegasus's hardware, so the GB10 recipe renders the seed's docker run.
+    pegasus |= {"port": container_port, "bind": "127.0.0.1", "host": "localhost"}
     recipes = tmp / "recipes"
     recipes.mkdir()
     (recipes / "scripted.yaml").write_text(yaml.safe_dump(SCRIPTED_RECIPE))
@@ -115,7 +117,7 @@ def write_config(tmp: Path, model_path: Path, port: int, container_port: int) ->
         "home": str(tmp / "home"),
         "recipes_dir": str(recipes),
         "gateway": {"port": port},
-        "hosts": {n: h.model_dump(mode="json") for n, h in seed.hosts.items()},  # gb10 there
+        "hosts": {"localhost": {"hardware": seed.hosts["pegasus"].hardware}},  # gb10
         "store": {"roots": [{"name": "test", "path": str(model_path.parents[2])}]},
         "deployments": [real, scripted, pegasus],
     }
