@@ -95,20 +95,17 @@ async def serve(
     ledger = open_ledger(ledger_path(home))
     http = httpx.AsyncClient()
     services = Services(ledger, home, detect, planner=planner)
-    fleet = Fleet(config, services, _supervisors(services, http, reporter, gate, stop_engines),
-                  reload=reload)  # fmt: skip
-    gateway = GatewayServer(
-        fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
-        usage=LedgerUsage(ledger), console=ConsoleSources(ledger, FleetActions(fleet)),
-    )  # fmt: skip
-    listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     pool = HostPool(config, home, services.host)
     blocked = await asyncio.to_thread(_host_preflight, config, pool, reporter)
     supervisors = _supervisors(services, http, reporter, gate, stop_engines, pool=pool,
                                blocked=blocked)  # fmt: skip
     fleet = Fleet(config, services, supervisors, reload=reload)
-    gateway = GatewayServer(fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
-                            on_demand=fleet.demand)  # fmt: skip
+    gateway = GatewayServer(
+        fleet, config.gateway, roles=config.roles, key_store=KeyStore(ledger),
+        usage=LedgerUsage(ledger), console=ConsoleSources(ledger, FleetActions(fleet)),
+        on_demand=fleet.demand,
+    )  # fmt: skip
+    listed: int | None = None  # the ledger's `gateways` row, so names resolve to this URL
     try:
         gateway.check_exposure()  # before an engine start, not after
         await fleet.start()
