@@ -18,9 +18,9 @@ from corral.gateway import GatewayServer
 from corral.ledger.db import open_ledger
 from corral.ledger.launches import fact_rows, launch_of, runs_of
 from corral.runtime.detached import alive
-from corral.verify import Target, run_suite
-from corral.verify.model import Status
+from corral.verify.model import Status, Target
 from corral.verify.probe import Probe
+from corral.verify.suite import run_suite
 from tests.integration.conftest import LLAMA_NAME, LlamaDeployed
 
 pytestmark = [pytest.mark.integration, pytest.mark.llama]

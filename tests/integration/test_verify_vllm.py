@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from corral.config import default_deployment
-from corral.verify import CHECK_NAMES, Status, Target, run_suite
+from corral.verify.checks import CHECK_NAMES
+from corral.verify.model import Status, Target
+from corral.verify.suite import run_suite
 from tests.support.vllm import LiveEngine
 
 pytestmark = pytest.mark.integration

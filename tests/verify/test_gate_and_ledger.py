@@ -12,8 +12,8 @@ import yaml
 
 from corral.config import Deployment, VerifyGate
 from corral.ledger import open_ledger
-from corral.verify import Status
 from corral.verify.gate import make_gate, run_gate
+from corral.verify.model import Status
 from corral.verify.store import latest_verify_run, verify_summary
 from tests.support.scripted import scripted_engine
 

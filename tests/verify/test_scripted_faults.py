@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from corral.config import Capabilities
-from corral.verify import CHECK_NAMES, Status, Target, run_suite
+from corral.verify.checks import CHECK_NAMES
+from corral.verify.model import Status, Target
+from corral.verify.suite import run_suite
 from tests.support.scripted import RunningEngine, scripted_engine
 
 # A model that can do everything, so no check is skipped.

@@ -7,7 +7,9 @@ traceback (and re-raises under tests).
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterable
 
 import typer
 from rich.console import Console
@@ -17,7 +19,7 @@ from corral.children import EXIT_ON_SIGINT, install_sigterm
 from corral.cli import common
 from corral.errors import CorralError
 
-app = typer.Typer(
+_app = typer.Typer(
     name="corral",
     help=(
         "Run open-weight LLMs on your own machines: deploy with recipes that know the "
@@ -37,7 +39,7 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
@@ -46,42 +48,52 @@ def _root(
     """corral: run open-weight LLMs on your own GPUs."""
 
 
-def _register_all() -> None:
-    from corral.cli import (
-        bench,
-        deploy,
-        hosts,
-        hw,
-        keys,
-        models,
-        plan,
-        recipes,
-        render,
-        report,
-        serve,
-        tune,
-        verify,
-    )
-
-    for module in (
-        serve,
-        models,
-        hw,
-        recipes,
-        render,
-        bench,
-        keys,
-        verify,
-        plan,
-        deploy,
-        report,
-        hosts,
-        tune,
-    ):
-        module.register(app)
+# Which module registers each top-level command. `corral serve` imports only serve's module,
+# not bench's or verify's (the openai SDK alone takes half a second to import), so a
+# restarted serve routes sooner. tests/cli/test_lazy_commands.py keeps this table true.
+COMMAND_MODULES: dict[str, str] = {
+    "serve": "serve",
+    "status": "serve",
+    "models": "models",
+    "hw": "hw",
+    "recipes": "recipes",
+    "render": "render",
+    "bench": "bench",
+    "keys": "keys",
+    "verify": "verify",
+    "plan": "plan",
+    "deploy": "deploy",
+    "logs": "deploy",
+    "stop": "deploy",
+    "report": "report",
+    "hosts": "hosts",
+    "tune": "tune",
+}
+_registered: set[str] = set()
 
 
-_register_all()
+def register(modules: Iterable[str]) -> typer.Typer:
+    """Import and register the named command modules (once each); return the app."""
+    for name in dict.fromkeys(modules):
+        if name not in _registered:
+            importlib.import_module(f"corral.cli.{name}").register(_app)
+            _registered.add(name)
+    return _app
+
+
+def modules_for(argv: list[str]) -> list[str]:
+    """The modules `argv` needs: its command's alone, or all of them for help and typos."""
+    command = argv[1] if len(argv) > 1 else ""
+    if command in COMMAND_MODULES:
+        return [COMMAND_MODULES[command]]
+    return list(COMMAND_MODULES.values())
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`from corral.cli import app` (tests, the docs generator) gets every command."""
+    if name == "app":
+        return register(COMMAND_MODULES.values())
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -90,7 +102,7 @@ def main() -> None:
     sigterm = install_sigterm()  # SIGTERM unwinds like Ctrl-C: children end with the command
     try:
         # Without standalone mode, click returns (not raises) a command's `typer.Exit` code.
-        code = app(standalone_mode=False)
+        code = register(modules_for(sys.argv))(standalone_mode=False)
         if code == EXIT_ON_SIGINT:  # Typer turns Ctrl-C (and our SIGTERM) into 130
             err.print("terminated" if sigterm.seen else "interrupted")
             code = sigterm.exit_code()

@@ -13,9 +13,10 @@ from corral.cli.common import config_from, home_of, print_json
 from corral.errors import ConfigError
 from corral.naming import is_url
 from corral.paths import ledger_path
-from corral.verify import CHECK_NAMES, CheckResult, Status, Target, run_suite, suite_passed
+from corral.verify.checks import CHECK_NAMES
 from corral.verify.gate import record
-from corral.verify.model import DEFAULT_CONCURRENCY
+from corral.verify.model import DEFAULT_CONCURRENCY, CheckResult, Status, Target, suite_passed
+from corral.verify.suite import run_suite
 from corral.verify.targets import Overrides, deployment_target, url_target
 
 _STYLE = {Status.PASS: "green", Status.FAIL: "bold red", Status.SKIP: "yellow"}

@@ -105,8 +105,9 @@ def record_planned(services: Services, live: Live) -> None:
 
 def run_verify(live: Live, services: Services, checks: list[str] | None) -> list[Any]:
     """The verify suite against the engine, recorded in 0002's tables."""
-    from corral.verify import Target, run_suite
+    from corral.verify.model import Target
     from corral.verify.store import NewVerifyRun, record_verify_run
+    from corral.verify.suite import run_suite
 
     launch, dep = live.prepared.launch, live.prepared.deployment
     target = Target(launch.base_url, launch.served_name, dep.capabilities)

@@ -9,17 +9,6 @@ behind the SDK's leniency. `gate.make_gate` is the pipeline's gate step
 `store` keeps results in the ledger.
 """
 
-from corral.verify.checks import CHECK_NAMES, CHECKS
-from corral.verify.model import CheckResult, Status, Target, suite_passed
-from corral.verify.suite import run_suite, select_checks
-
-__all__ = [
-    "CHECKS",
-    "CHECK_NAMES",
-    "CheckResult",
-    "Status",
-    "Target",
-    "run_suite",
-    "select_checks",
-    "suite_passed",
-]
+# No re-exports: importing `corral.verify.gate` (as `corral serve` does) must not load the
+# checks and the openai SDK until a gate runs. Import from the submodules: `checks`
+# (CHECK_NAMES, CHECKS), `model` (CheckResult, Status, Target, suite_passed), `suite`.

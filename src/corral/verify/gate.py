@@ -19,7 +19,6 @@ from corral.config import Deployment
 from corral.ledger.db import open_ledger
 from corral.verify.model import CheckResult, Target, suite_passed
 from corral.verify.store import NewVerifyRun, record_verify_run
-from corral.verify.suite import run_suite
 
 
 def target_for(deployment: Deployment, base_url: str, api_key: str = "unused") -> Target:
@@ -37,6 +36,8 @@ async def run_gate(
     """Run the deployment's gate checks; record them (when `ledger_path`); True if none failed."""
     if not deployment.verify.gate:
         return True
+    from corral.verify.suite import run_suite  # the checks load the openai SDK: not at import
+
     results = await run_suite(target_for(deployment, base_url), deployment.verify.checks)
     if ledger_path is not None:
         record(ledger_path, deployment, base_url, results, run_id=run_id, gate=True)
