@@ -145,16 +145,16 @@ async def test_a_slow_engine_times_out_and_is_stopped(tmp_path: Path, ledger: Le
 
 
 async def test_the_gate_decides(tmp_path: Path, ledger: Ledger) -> None:
-    seen: list[str] = []
+    seen: list[int] = []
 
-    async def failing_gate(dep: Deployment, base_url: str) -> bool:
-        seen.append(base_url)
+    async def failing_gate(dep: Deployment, base_url: str, run_id: int) -> bool:
+        seen.append(run_id)
         return False
 
     config = fleet_config(tmp_path, [scripted("g", tmp_path, verify=VerifyGate(gate=True))])
     with pytest.raises(EngineError, match="failed its verify gate"):
         await up(config, "g", services(ledger, tmp_path), failing_gate)
-    assert len(seen) == 1
+    assert seen == [runs_of(ledger, "g")[-1]["id"]]  # the gate's results belong to this run
     assert runs_of(ledger, "g")[-1]["state"] == "failed"
     assert "gate" in [e["kind"] for e in runs.events(ledger, "g")]
     assert gone(launched_pid(ledger))
@@ -335,6 +335,7 @@ async def test_the_fleet_refuses_bad_deployments_and_serves_the_rest(
         assert not views["d"].routable
         assert "docker CLI" in views["d"].reason
         assert views["d"].reason.startswith("d: ")
+        assert views["d"].state == "failed"  # permanent: not retried after a backoff
     finally:
         await fleet.close(stop_engines=True)
     assert runs_of(ledger, "a")[-1]["state"] == "stopped"

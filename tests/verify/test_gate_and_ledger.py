@@ -12,7 +12,7 @@ import yaml
 
 from corral.config import Deployment, VerifyGate
 from corral.ledger import open_ledger
-from corral.verify.gate import make_gate, run_gate
+from corral.verify.gate import run_gate
 from corral.verify.model import Status
 from corral.verify.store import latest_verify_run, verify_summary
 from tests.support.scripted import scripted_engine
@@ -39,9 +39,8 @@ async def test_gate_passes_and_records_its_checks(tmp_path: Path) -> None:
 
 async def test_gate_fails_on_a_failing_check(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.sqlite3"
-    gate = make_gate(ledger)
     with scripted_engine("--quirk", "no-done") as engine:
-        passed = await gate(_deployment(True, ["streaming"]), engine.base_url)
+        passed = await run_gate(_deployment(True, ["streaming"]), engine.base_url, ledger)
     assert not passed
     with open_ledger(ledger) as db:
         run = latest_verify_run(db, "scripted")

@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 Planner = Callable[[Prepared, dict[str, str]], dict[str, tuple[float | str, str]]]
-Gate = Callable[[Deployment, str], Awaitable[bool]]
+Gate = Callable[[Deployment, str, int], Awaitable[bool]]  # deployment, base URL, run id
 AFTER_READY_GRACE = 1.0
 
 
@@ -256,7 +256,8 @@ def launch_new(prepared: Prepared, services: Services, runtime: Runtime) -> Live
         running = runtime.launch(command, log_path)
     except EngineError as exc:
         recorder.failed(exc.message)
-        raise EngineError(f"{dep.name}: {exc.message}", hint=exc.hint) from None
+        # keep the type: a missing runtime is permanent (not retried), a crash is not
+        raise type(exc)(f"{dep.name}: {exc.message}", hint=exc.hint) from None
     recorder.launched(command, running.identity, _hardware(prepared, services))
     record_run_host(
         services.ledger,
@@ -430,7 +431,7 @@ async def _pass_gate(live: Live, gate: Gate | None) -> None:
     if gate is None or not dep.verify.gate:
         return
     live.recorder.begin_phase("verify")
-    passed = await gate(dep, live.base_url)
+    passed = await gate(dep, live.base_url, live.recorder.run_id)
     live.recorder.event("gate", "passed" if passed else "failed")
     if not passed:
         await asyncio.to_thread(live.running.stop)

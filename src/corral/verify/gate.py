@@ -44,11 +44,12 @@ async def run_gate(
     return suite_passed(results)
 
 
-def make_gate(ledger_path: Path | None) -> Callable[[Deployment, str], Awaitable[bool]]:
-    """`run_gate` bound to a ledger, in the pipeline's `Gate` shape (`control/pipeline.py`)."""
+def make_gate(ledger_path: Path | None) -> Callable[[Deployment, str, int], Awaitable[bool]]:
+    """`run_gate` bound to a ledger, in the pipeline's `Gate` shape (`control/pipeline.py`):
+    its results are recorded against the run that is starting."""
 
-    async def gate(deployment: Deployment, base_url: str) -> bool:
-        return await run_gate(deployment, base_url, ledger_path)
+    async def gate(deployment: Deployment, base_url: str, run_id: int) -> bool:
+        return await run_gate(deployment, base_url, ledger_path, run_id=run_id)
 
     return gate
 
