@@ -12,17 +12,20 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from corral.cli.serve import _shown_state
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
-from corral.control.ondemand import idle_stop_warning
+from corral.control.ondemand import expected_start_s, idle_stop_warning
 from corral.control.pipeline import Services
 from corral.errors import ConfigError
 from corral.gateway import GatewayServer
 from corral.ledger import runs
 from corral.ledger.db import Ledger, open_ledger
 from corral.ledger.launches import runs_of
+from corral.recipes.loader import load_recipes
+from tests.support.corral_cli import corral
 from tests.support.fleet import fleet_config, script_recipe, scripted
 from tests.unit.test_render import cpu_box
 from tests.unit.test_supervisor import supervisor, until
@@ -204,7 +207,37 @@ async def test_an_idle_stop_shorter_than_the_recorded_start_warns(
     short = dep.model_copy(update={"idle_stop": 0.001})
     warning = idle_stop_warning(short, ledger)
     assert warning is not None
-    assert "idle_stop 0 s is shorter than a's start" in warning
+    assert "deployments['a'].idle_stop 0 s is shorter than its start" in warning
+    assert "recorded in the ledger" in warning
+
+
+def test_without_a_recorded_start_the_recipes_figure_counts(tmp_path: Path) -> None:
+    """smollm2-135m-cpu states "startup to ready ~25 s"; the GPU recipe for the same model
+    is not this host's hardware and is not counted."""
+    recipes = load_recipes()
+    dep = Deployment(name="m", model="HuggingFaceTB/SmolLM2-135M-Instruct", on_demand=True,
+                     idle_stop=10)  # fmt: skip
+    assert expected_start_s(dep, recipes, "cpu") == 25.0
+    warning = idle_stop_warning(dep, None, recipes, "cpu")
+    assert warning is not None
+    assert "10 s is shorter than its start (25 s, its recipe's figure)" in warning
+    assert idle_stop_warning(dep.model_copy(update={"idle_stop": 60}), None, recipes) is None
+    assert idle_stop_warning(dep.model_copy(update={"on_demand": False}), None, recipes) is None
+    named = dep.model_copy(update={"recipe": "gpt-oss-120b-gb10", "idle_stop": 60})
+    assert expected_start_s(named, recipes, None) == 120.0  # the seed's "~120" s
+
+
+def test_the_warning_comes_when_any_command_loads_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "corral.yaml"
+    path.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "deployments": [
+        {"name": "m", "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "on_demand": True,
+         "idle_stop": "10s", "recipe": "smollm2-135m-cpu"}]}))  # fmt: skip
+    done = corral("render", "m", "--config", str(path))
+    assert "warning: deployments['m'].idle_stop 10 s is shorter than its start (25 s" in (
+        done.stderr
+    )
+    path.write_text(path.read_text().replace("10s", "15m"))
+    assert "idle_stop" not in corral("render", "m", "--config", str(path)).stderr
 
 
 def test_idle_stop_takes_durations_and_names_a_bad_one(tmp_path: Path) -> None:

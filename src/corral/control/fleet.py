@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from corral.config import CorralConfig, Deployment
-from corral.control.ondemand import Demand, idle_stop_warning
+from corral.control.ondemand import Demand
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import CorralError, EngineError
@@ -94,9 +94,6 @@ class Fleet:
 
     def _waits_for_a_request(self, sup: Supervisor) -> None:
         """An on-demand deployment: stopped, and settled, until a request names it."""
-        warning = idle_stop_warning(sup.deployment, self.services.ledger)
-        if warning is not None:
-            sup.services.say("warning", warning)
         sup.desired, sup.state = False, "stopped"
         sup.reason = "on demand: starts on the first request"
         sup.settled.set()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 
@@ -30,8 +31,10 @@ from corral.errors import EngineError, NoCapacity
 from corral.fleet import OnDemandStats, Progress
 from corral.ledger.db import Ledger
 from corral.ledger.launches import runs_of
+from corral.recipes.match import matches_model
+from corral.recipes.schema import Recipe
 
-__all__ = ["Demand", "idle_stop_warning"]
+__all__ = ["Demand", "expected_start_s", "idle_stop_warning", "idle_stop_warnings"]
 
 log = logging.getLogger("corral.gateway")
 
@@ -40,17 +43,65 @@ StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
 
 
-def idle_stop_warning(dep: Deployment, ledger: Ledger) -> str | None:
-    """An `idle_stop` shorter than the deployment's slowest recorded start: it would spend
-    more time starting than serving."""
-    if not dep.on_demand or dep.idle_stop is None:
+def recorded_start_s(dep: Deployment, ledger: Ledger | None) -> float | None:
+    """The slowest start of `dep` the ledger recorded (launch to ready), if any."""
+    if ledger is None:
         return None
     starts = [r["ready_at"] - r["started_at"] for r in runs_of(ledger, dep.name) if r["ready_at"]]
-    if not starts or max(starts) <= dep.idle_stop:
+    return max(starts) if starts else None
+
+
+def expected_start_s(dep: Deployment, recipes: Mapping[str, Recipe], hardware: str | None
+                     ) -> float | None:  # fmt: skip
+    """The start time its recipe states ("startup to ready"): the named recipe's, else the
+    shortest among recipes for its model (on its host's hardware kind, when the config
+    names one), so the warning is never a guess on the long side."""
+    if dep.recipe is not None:
+        candidates = [recipes[dep.recipe]] if dep.recipe in recipes else []
+    else:
+        candidates = [r for r in recipes.values() if dep.model and matches_model(r, dep.model)
+                      and (hardware is None or hardware in r.match.hardware)]  # fmt: skip
+    figures = [f for r in candidates if (f := _startup_figure(r)) is not None]
+    return min(figures) if figures else None
+
+
+def _startup_figure(recipe: Recipe) -> float | None:
+    for figure in recipe.reference_figures:
+        if figure.name.startswith("startup to ready") and figure.unit == "s":
+            found = re.search(r"\d+(?:\.\d+)?", str(figure.value))
+            if found:
+                return float(found.group())
+    return None
+
+
+def idle_stop_warning(dep: Deployment, ledger: Ledger | None,
+                      recipes: Mapping[str, Recipe] | None = None,
+                      hardware: str | None = None) -> str | None:  # fmt: skip
+    """An `idle_stop` shorter than the deployment's start (the slowest recorded in the
+    ledger, else its recipe's figure): it would spend more time starting than serving."""
+    if not dep.on_demand or dep.idle_stop is None:
         return None
-    return (f"idle_stop {dep.idle_stop:.0f} s is shorter than {dep.name}'s start "
-            f"({max(starts):.0f} s recorded): it may stop before it repays its start; "
-            "raise idle_stop")  # fmt: skip
+    recorded = recorded_start_s(dep, ledger)
+    start, source = recorded, "recorded in the ledger"
+    if recorded is None and recipes is not None:
+        start, source = expected_start_s(dep, recipes, hardware), "its recipe's figure"
+    if start is None or start <= dep.idle_stop:
+        return None
+    return (f"deployments[{dep.name!r}].idle_stop {dep.idle_stop:.0f} s is shorter than "
+            f"its start ({start:.0f} s, {source}): it may stop before it repays its "
+            "start; raise idle_stop")  # fmt: skip
+
+
+def idle_stop_warnings(config: CorralConfig, ledger: Ledger | None,
+                       recipes: Mapping[str, Recipe]) -> list[str]:  # fmt: skip
+    """Every on-demand deployment whose `idle_stop` is shorter than its start."""
+    found = []
+    for dep in config.deployments:
+        host = config.hosts.get(dep.host)
+        warning = idle_stop_warning(dep, ledger, recipes, host.hardware if host else None)
+        if warning is not None:
+            found.append(warning)
+    return found
 
 
 class Demand:
