@@ -6,6 +6,7 @@ stop when idle. The real-engine version is tests/integration/test_on_demand.py."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ import httpx
 import pytest
 import yaml
 
-from corral.cli.serve import _shown_state
+from corral.cli.serve import status_rows
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
+from corral.control.memory import PEAK_FACT, memory_of
 from corral.control.ondemand import expected_start_s, idle_stop_warning
 from corral.control.pipeline import Services
 from corral.errors import ConfigError
@@ -25,6 +27,8 @@ from corral.ledger import runs
 from corral.ledger.db import Ledger, open_ledger
 from corral.ledger.launches import runs_of
 from corral.recipes.loader import load_recipes
+from corral.report.logbook import collect
+from corral.report.markdown import render
 from tests.support.corral_cli import corral
 from tests.support.fleet import fleet_config, script_recipe, scripted
 from tests.unit.test_render import cpu_box
@@ -115,9 +119,16 @@ async def test_a_start_that_does_not_fit_evicts_the_least_recently_used(
     assert stop == ("b", "stop", "evicted to make room for c")
     metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
     assert 'corral_on_demand_evictions_total{deployment="b"} 1' in metrics
-    rows = {row["deployment"]: row for row in runs.status(ledger)}
-    assert _shown_state(rows["b"]) == "evicted (evicted to make room for c)"
-    assert _shown_state(rows["a"]) == "ready"
+    rows = {row["deployment"]: row for row in status_rows(served.fleet.config, ledger)}
+    assert rows["b"]["shown_state"] == "evicted (evicted to make room for c)"
+    assert rows["a"]["shown_state"] == "ready"
+    assert (rows["b"]["memory_gib"], rows["b"]["memory_source"]) == (
+        1.0, "memory_gib in the config")  # fmt: skip
+    logbook = render(collect(ledger, "b"))  # `corral report b`: the start and the eviction
+    assert "run 2 (evicted)\n- **Started**: on demand, by a request naming it" in logbook
+    assert "stop: evicted to make room for c" in logbook
+    peak = runs.facts(ledger, rows["a"]["run"])[PEAK_FACT]  # the engine's RSS, measured
+    assert 0.005 < float(peak.split()[0]) < 1.0
 
 
 async def test_racing_for_the_last_memory_one_wins_the_other_gets_503(
@@ -191,6 +202,7 @@ async def test_idle_past_idle_stop_is_stopped_and_recorded(
     await until(lambda: served.fleet.supervisors["a"].state == "stopped", timeout=10)
     (stop,) = [e for e in _events(ledger) if e[1] == "stop"]
     assert stop[2].startswith("idle for ")
+    assert "(stopped for idleness)" in render(collect(ledger, "a"))
     assert runs_of(ledger, "a")[-1]["state"] == "stopped"
     assert (await served.chat("a")).status_code == 200  # and starts again on the next one
     assert len(runs_of(ledger, "a")) == 2
@@ -301,3 +313,30 @@ async def test_an_engine_slow_to_stop_is_not_started_again_while_it_goes(
     await asyncio.sleep(1)
     assert [len(runs_of(ledger, n)) for n in ("a", "b")] == [1, 1]
     assert (await served.states())["a"] == "evicted"
+
+
+def test_memory_shown_is_the_config_or_the_measured_peak_or_what_the_engine_logged() -> None:
+    peak = {PEAK_FACT: "6.2 GiB", "model_load_gib": "0.25 GiB"}
+    assert memory_of(5.0, peak) == (6.2, "peak measured in its last run")
+    assert memory_of(7.0, peak) == (7.0, "memory_gib in the config")
+    logged = {"model_load_gib": "0.25 GiB", "kv_cache_memory_gib": "1.0 GiB"}
+    assert memory_of(None, logged) == (1.25, "weights + KV cache its engine logged")
+    assert memory_of(None, {}) is None
+
+
+def test_status_shows_an_on_demand_deployment_that_never_ran_with_what_it_needs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "corral.yaml"
+    path.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "deployments": [
+        {"name": "m", "model": "x", "on_demand": True, "memory_gib": 5},
+        {"name": "n", "model": "x", "on_demand": True}]}))  # fmt: skip
+    done = corral("status", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    at = lines.index("m  stopped (on demand: starts on the first request)")
+    assert lines[at + 1] == "memory       would need 5.00 GiB (memory_gib in the config)"
+    assert lines[lines.index("n  stopped (on demand: starts on the first request)") + 1] == (
+        "memory       unknown until it has run (set memory_gib to place it by memory)")  # fmt: skip
+    shown = json.loads(corral("status", "--config", str(path), "--json").stdout)
+    assert [(r["deployment"], r["memory_gib"]) for r in shown] == [("m", 5.0), ("n", None)]

@@ -1,6 +1,7 @@
 """What an engine holds in memory, and whether a host's budget has room for one more.
 
     group_rss_gib(running.group())      # resident memory of the engine's processes, GiB
+    memory_of(dep.memory_gib, facts)    # (5.0, "memory_gib in the config") for status
 
 The figure is the sum of the resident set sizes of the engine's process group (vLLM's
 API server, EngineCore and workers), read from /proc: local engines only. Shared pages
@@ -10,13 +11,15 @@ are counted once per process, so it errs high, the safe side for a budget.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["GIB", "group_rss_gib", "rss_bytes"]
+__all__ = ["GIB", "PEAK_FACT", "group_rss_gib", "memory_of", "rss_bytes"]
 
 GIB = 1024**3
 PAGE = os.sysconf("SC_PAGE_SIZE")
+PEAK_FACT = "memory_peak_gib"
+"""The fact a supervised run records: the highest group RSS measured while it ran."""
 
 
 def rss_bytes(pid: int) -> int:
@@ -30,3 +33,26 @@ def rss_bytes(pid: int) -> int:
 
 def group_rss_gib(pids: Iterable[int]) -> float:
     return sum(rss_bytes(pid) for pid in pids) / GIB
+
+
+def _gib(text: str | None) -> float | None:
+    """'4.31 GiB' (a fact as `corral status` reads it) → 4.31."""
+    try:
+        return float(text.split()[0]) if text else None
+    except ValueError:
+        return None
+
+
+def memory_of(config_gib: float | None, facts: Mapping[str, str]) -> tuple[float, str] | None:
+    """What a deployment holds (or would need) and where the figure comes from: the larger
+    of the config's `memory_gib` and the peak measured in its last run, else the weights +
+    KV cache its engine logged; the same order `Supervisor.memory_gib` places by."""
+    peak = _gib(facts.get(PEAK_FACT))
+    if config_gib is not None and (peak is None or config_gib >= peak):
+        return config_gib, "memory_gib in the config"
+    if peak is not None:
+        return peak, "peak measured in its last run"
+    logged = [_gib(facts.get(k)) for k in ("model_load_gib", "kv_cache_memory_gib")]
+    if all(v is None for v in logged):
+        return None
+    return sum(v or 0.0 for v in logged), "weights + KV cache its engine logged"
