@@ -18,8 +18,8 @@ import yaml
 from corral.cli.serve import status_rows
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
-from corral.control.memory import PEAK_FACT, memory_of
-from corral.control.ondemand import expected_start_s, idle_stop_warning
+from corral.control.memory import PEAK_FACT, host_budget_gib, memory_of, unified_budget_gib
+from corral.control.ondemand import Room, choose_host, expected_start_s, idle_stop_warning
 from corral.control.pipeline import Services
 from corral.errors import ConfigError
 from corral.gateway import GatewayServer
@@ -340,3 +340,50 @@ def test_status_shows_an_on_demand_deployment_that_never_ran_with_what_it_needs(
         "memory       unknown until it has run (set memory_gib to place it by memory)")  # fmt: skip
     shown = json.loads(corral("status", "--config", str(path), "--json").stdout)
     assert [(r["deployment"], r["memory_gib"]) for r in shown] == [("m", 5.0), ("n", None)]
+
+
+# ---- placement across hosts --------------------------------------------------------------
+
+
+def test_choose_host_takes_the_fewest_evictions_then_the_most_room() -> None:
+    full = Room("h1", budget=2.0, held=2.0, need=1.0, evictable=(1.0, 1.0))
+    empty = Room("h2", budget=1.5, held=0.0, need=1.0)
+    roomy = Room("h3", budget=8.0, held=1.0, need=1.0)
+    assert full.evictions() == 1
+    assert empty.evictions() == 0
+    assert choose_host([full, empty]) == "h2"
+    assert choose_host([empty, roomy]) == "h3"  # no eviction on either: most room left
+    pinned = Room("h4", budget=2.0, held=2.0, need=1.0)  # nothing it may evict
+    assert pinned.evictions() is None
+    assert choose_host([pinned]) is None
+    assert choose_host([full, pinned]) == "h1"
+
+
+def test_a_unified_memory_box_counts_system_memory_less_the_planners_margin() -> None:
+    """GB10: 121.69 GiB the engine sees (gb10.yaml) x 0.90, vLLM 0.14's default
+    gpu_memory_utilization; an explicit budget wins; a discrete GPU has none by default."""
+    assert unified_budget_gib("gb10") == round(0.90 * 121.69, 2)
+    assert host_budget_gib(Host(hardware="gb10")) == 109.52
+    assert host_budget_gib(Host(hardware="gb10", memory_budget_gib=64)) == 64
+    assert host_budget_gib(Host(hardware="h200")) is None
+
+
+async def test_a_request_places_it_on_the_host_where_it_fits_without_eviction(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    hosts = {"h1": Host(hardware="cpu", memory_budget_gib=1.5),
+             "h2": Host(hardware="cpu", memory_budget_gib=1.5),
+             "h3": Host(hardware="gb10", memory_budget_gib=64)}  # fmt: skip
+    a = on_demand("a", tmp_path, host="h1")
+    b = on_demand("b", tmp_path, host="h1", place_on=["h3", "h1", "h2"])
+    plain = fleet_config(tmp_path, [])
+    config = CorralConfig(home=tmp_path, recipes_dir=plain.recipes_dir, hosts=hosts,
+                          deployments=[a, b])  # fmt: skip
+    served = await serve(config)
+    assert served.fleet.demand.candidates["b"] == ["h1", "h2"]  # no recipe for gb10
+    assert (await served.chat("a")).status_code == 200
+    assert (await served.chat("b")).status_code == 200  # h1 would evict a; h2 is empty
+    assert served.fleet.supervisors["b"].deployment.host == "h2"
+    assert await served.states() == {"a": "running", "b": "running"}
+    assert [len(runs_of(ledger, n)) for n in ("a", "b")] == [1, 1]
+    assert not [e for e in _events(ledger) if e[1] == "stop"]

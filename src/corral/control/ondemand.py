@@ -22,25 +22,37 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from corral.config import CorralConfig, Deployment
+from corral.control.memory import host_budget_gib
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import EngineError, NoCapacity
 from corral.fleet import OnDemandStats, Progress
 from corral.ledger.db import Ledger
 from corral.ledger.launches import runs_of
-from corral.recipes.match import matches_model
+from corral.recipes.match import generic_for, matches_model, matching
 from corral.recipes.schema import Recipe
 
-__all__ = ["Demand", "expected_start_s", "idle_stop_warning", "idle_stop_warnings"]
+__all__ = [
+    "Demand",
+    "Room",
+    "choose_host",
+    "expected_start_s",
+    "idle_stop_warning",
+    "idle_stop_warnings",
+    "servable_hosts",
+]
 
 log = logging.getLogger("corral.gateway")
 
 Clock = Callable[[], float]
 StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
+Move = Callable[[Supervisor, str], Supervisor]
+"""The stopped deployment's supervisor rebound to another host (the fleet's)."""
 
 
 def recorded_start_s(dep: Deployment, ledger: Ledger | None) -> float | None:
@@ -92,6 +104,24 @@ def idle_stop_warning(dep: Deployment, ledger: Ledger | None,
             "start; raise idle_stop")  # fmt: skip
 
 
+def servable_hosts(config: CorralConfig, dep: Deployment,
+                   recipes: Mapping[str, Recipe]) -> list[str]:  # fmt: skip
+    """The hosts of `dep.place_on` whose hardware kind its recipe matches (its named one,
+    else any recipe for its model or the generic one). A host whose kind the config does
+    not set is kept: the pipeline checks its detected kind when it starts there."""
+    return [h for h in dep.place_on if _serves(dep, recipes, config.host(h).hardware)]
+
+
+def _serves(dep: Deployment, recipes: Mapping[str, Recipe], kind: str | None) -> bool:
+    if kind is None:
+        return True
+    if dep.recipe is not None:
+        return dep.recipe in recipes and kind in recipes[dep.recipe].match.hardware
+    known = dict(recipes)
+    return bool(matching(known, dep.model or "", kind, dep.engine)) or (
+        generic_for(known, kind, dep.engine) is not None)  # fmt: skip
+
+
 def idle_stop_warnings(config: CorralConfig, ledger: Ledger | None,
                        recipes: Mapping[str, Recipe]) -> list[str]:  # fmt: skip
     """Every on-demand deployment whose `idle_stop` is shorter than its start."""
@@ -104,13 +134,50 @@ def idle_stop_warnings(config: CorralConfig, ledger: Ledger | None,
     return found
 
 
+@dataclass(frozen=True)
+class Room:
+    """One host as a placement sees it: its budget, what is held there, what the newcomer
+    needs, and what its evictable deployments hold (in eviction order)."""
+
+    host: str
+    budget: float | None
+    held: float
+    need: float
+    evictable: tuple[float, ...] = ()
+
+    def evictions(self) -> int | None:
+        """How many evictions make room (None: it can't fit even then)."""
+        if self.budget is None:
+            return 0
+        held = self.held
+        for count, freed in enumerate((0.0, *self.evictable)):
+            held -= freed
+            if held + self.need <= self.budget:
+                return count
+        return None
+
+    def left(self, evictions: int) -> float:
+        budget = float("inf") if self.budget is None else self.budget
+        return budget - self.held + sum(self.evictable[:evictions]) - self.need
+
+
+def choose_host(rooms: Sequence[Room]) -> str | None:
+    """The host where it fits with the fewest evictions, then the most room left after,
+    then the first given; None when it fits on none."""
+    fits = [(n, -room.left(n), i, room.host) for i, room in enumerate(rooms)
+            if (n := room.evictions()) is not None]  # fmt: skip
+    return min(fits)[3] if fits else None
+
+
 class Demand:
     """The control plane's side of `corral.fleet.OnDemand`."""
 
     def __init__(self, supervisors: Mapping[str, Supervisor], config: Callable[[], CorralConfig],
                  services: Services, *, stop: StopEngine | None = None,
-                 clock: Clock = time.monotonic, poll: float = 1.0) -> None:  # fmt: skip
+                 move: Move | None = None, clock: Clock = time.monotonic,
+                 poll: float = 1.0) -> None:  # fmt: skip
         self.supervisors = supervisors
+        self.move = move
         self.config = config
         self.services = services
         self.stop_engine = stop or (lambda name, why: stop_deployment(name, services, reason=why))
@@ -120,6 +187,8 @@ class Demand:
         self.in_flight: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.stats = OnDemandStats()
+        self.candidates: dict[str, list[str]] = {}
+        """Deployment → the hosts of its `place_on` whose hardware its recipe matches."""
 
     # ---- the gateway's questions ------------------------------------------------------
 
@@ -139,7 +208,7 @@ class Demand:
         if sup.state == "ready":
             return True
         began = time.monotonic()
-        outcome = await self._claim_start(sup)
+        sup, outcome = await self._claim_start(sup)
         await self._wait(sup, outcome, progress)
         if sup.last_start_s is not None:
             self.stats.cold_start_s.setdefault(sup.name, []).append(time.monotonic() - began)
@@ -158,20 +227,49 @@ class Demand:
 
     # ---- starting: one start per deployment, one placement at a time per host -----------
 
-    async def _claim_start(self, sup: Supervisor) -> asyncio.Future[None]:
-        host = sup.deployment.host
-        async with self.locks.setdefault(host, asyncio.Lock()):
+    async def _claim_start(self, sup: Supervisor) -> tuple[Supervisor, asyncio.Future[None]]:
+        """Join the start under way, or place it and start it (the supervisor may be a new
+        one, on the host it was placed on). Under the locks of every host it may go to."""
+        async with contextlib.AsyncExitStack() as held:
+            for host in sorted({sup.deployment.host, *self._hosts_for(sup)}):
+                await held.enter_async_context(self.locks.setdefault(host, asyncio.Lock()))
+            sup = self.supervisors.get(sup.name, sup)  # a placement may have replaced it
             if sup.outcome is not None and not sup.outcome.done():
-                return sup.outcome  # join the start under way
+                return sup, sup.outcome  # join the start under way
             if sup.state == "ready":
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 done.set_result(None)
-                return done
+                return sup, done
             self._check_backoff(sup)
+            sup = await self._place(sup)
             await self._make_room(sup)
             self.stats.count(self.stats.starts, sup.name)
             self.services.say("on-demand", f"starting {sup.name} for a request")
-            return sup.request_start()
+            return sup, sup.request_start()
+
+    def _hosts_for(self, sup: Supervisor) -> list[str]:
+        return self.candidates.get(sup.name) or sup.deployment.place_on
+
+    async def _place(self, sup: Supervisor) -> Supervisor:
+        """With `place_on`, a stopped deployment goes to the host where it fits with the
+        fewest evictions (then the most room left, then the order given)."""
+        hosts = self._hosts_for(sup)
+        if not hosts or self.move is None or sup.state in {"ready", "starting"}:
+            return sup
+        if sup.memory_gib() is None:
+            await asyncio.to_thread(sup.plan_memory)
+        best = choose_host([self._room(sup, h) for h in hosts])
+        if best is None or best == sup.deployment.host:
+            return sup
+        log.info("on demand: %s placed on %s", sup.name, best)
+        self.services.say("on-demand", f"placing {sup.name} on host {best}")
+        return self.move(sup, best)
+
+    def _room(self, sup: Supervisor, host: str) -> Room:
+        holders = self._holders(sup, host)
+        victims = [v.memory_gib() or 0.0 for v in self._victims(sup, host)]
+        return Room(host, self.budget(host), sum(s.memory_gib() or 0.0 for s in holders),
+                    sup.memory_gib() or 0.0, tuple(victims))  # fmt: skip
 
     def _check_backoff(self, sup: Supervisor) -> None:
         wait = sup.retry_at - time.monotonic()
@@ -199,13 +297,12 @@ class Demand:
     # ---- memory ------------------------------------------------------------------------
 
     def budget(self, host: str) -> float | None:
-        found = self.config().hosts.get(host)
-        return found.memory_budget_gib if found is not None else None
+        return host_budget_gib(self.config().hosts.get(host))
 
-    def _holders(self, sup: Supervisor) -> list[Supervisor]:
-        host = sup.deployment.host
-        return [s for s in self.supervisors.values()
-                if s is not sup and s.deployment.host == host and s.holds_memory]  # fmt: skip
+    def _holders(self, sup: Supervisor, host: str | None = None) -> list[Supervisor]:
+        host = host or sup.deployment.host
+        return [s for s in self.supervisors.values() if s.name != sup.name
+                and s.deployment.host == host and s.holds_memory]  # fmt: skip
 
     def _held(self, sup: Supervisor) -> float:
         return sum(s.memory_gib() or 0.0 for s in self._holders(sup))
@@ -230,8 +327,8 @@ class Demand:
         if self._held(sup) + need > budget:
             raise self._no_room(sup, need, budget)
 
-    def _victims(self, sup: Supervisor) -> list[Supervisor]:
-        idle = [s for s in self._holders(sup) if s.state == "ready" and
+    def _victims(self, sup: Supervisor, host: str | None = None) -> list[Supervisor]:
+        idle = [s for s in self._holders(sup, host) if s.state == "ready" and
                 not s.deployment.pinned and not self.in_flight.get(s.name)]  # fmt: skip
         return sorted(idle, key=lambda s: (self.last_used.get(s.name, 0.0),
                                            s.deployment.priority))  # fmt: skip
