@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from corral.cli.serve import status_rows
+from corral.cli.serve import _memory_line, status_rows
 from corral.config import CorralConfig, Deployment, GatewaySettings, Host, load_config
 from corral.control.fleet import Fleet
 from corral.control.memory import PEAK_FACT, host_budget_gib, memory_of, unified_budget_gib
@@ -30,7 +30,7 @@ from corral.recipes.loader import load_recipes
 from corral.report.logbook import collect
 from corral.report.markdown import render
 from tests.support.corral_cli import corral
-from tests.support.fleet import fleet_config, script_recipe, scripted
+from tests.support.fleet import SCRIPTED_RECIPE, fleet_config, script_recipe, scripted
 from tests.unit.test_render import cpu_box
 from tests.unit.test_supervisor import supervisor, until
 
@@ -190,6 +190,40 @@ async def test_a_failed_start_gives_every_waiter_the_engine_lines_then_backs_off
     again = (await served.chat("bad")).json()["error"]
     assert "next try in" in again["message"]
     assert len(runs_of(ledger, "bad")) == 1  # the retry waits for the backoff
+
+
+async def test_a_start_refused_before_launch_is_a_503_for_every_waiter(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    """Not only an engine's crash: a recipe that can't be had fails the start the same way
+    (it was a 500 'unexpected error')."""
+    served = await serve(fleet_config(tmp_path, [on_demand("a", tmp_path, recipe="nope")]))
+    replies = await asyncio.gather(served.chat("a"), served.chat("a"))
+    assert [r.status_code for r in replies] == [503, 503]
+    errors = [r.json()["error"] for r in replies]
+    assert errors[0] == errors[1]
+    assert errors[0]["code"] == "start_failed"
+    assert "names recipe 'nope', which does not exist" in errors[0]["message"]
+    assert not runs_of(ledger, "a")
+
+
+async def test_after_the_backoff_the_next_request_retries_the_start(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("print('ValueError: the engine cannot start', flush=True)\n"
+                      "raise SystemExit(3)\n")  # fmt: skip
+    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True,
+                   restart={"backoff_initial": 1.0})  # fmt: skip
+    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    assert (await served.chat("bad")).status_code == 503
+    assert "next try in" in (await served.chat("bad")).json()["error"]["message"]
+    assert len(runs_of(ledger, "bad")) == 1
+    await asyncio.sleep(1.2)
+    again = (await served.chat("bad")).json()["error"]
+    assert "next try in" not in again["message"]
+    assert "ValueError: the engine cannot start" in again["message"]
+    assert len(runs_of(ledger, "bad")) == 2  # retried once the backoff passed
 
 
 async def test_idle_past_idle_stop_is_stopped_and_recorded(
@@ -387,3 +421,74 @@ async def test_a_request_places_it_on_the_host_where_it_fits_without_eviction(
     assert await served.states() == {"a": "running", "b": "running"}
     assert [len(runs_of(ledger, n)) for n in ("a", "b")] == [1, 1]
     assert not [e for e in _events(ledger) if e[1] == "stop"]
+
+
+# ---- sleep mode (the scripted engine's /sleep, /wake_up: vLLM CPU refuses sleep mode) ------
+
+SLEEPY = {**SCRIPTED_RECIPE, "name": "scripted-sleepy",
+          "args": [*SCRIPTED_RECIPE["args"], "--wake-delay", "0.3"],
+          "sleep_mode": {"safe": True, "level": 1, "reason": "the scripted engine"}}  # fmt: skip
+
+
+async def test_an_idle_engine_whose_recipe_allows_it_sleeps_and_a_request_wakes_it(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    dep = on_demand("s", tmp_path, recipe="scripted-sleepy", idle_stop="0.5s")
+    config = fleet_config(tmp_path, [dep], [SLEEPY])
+    served = await serve(config)
+    assert (await served.chat("s")).status_code == 200
+    served.fleet.demand.poll = 0.1
+    await until(lambda: served.fleet.supervisors["s"].state == "sleeping", timeout=10)
+    assert await served.states() == {"s": "sleeping"}
+    (row,) = status_rows(served.fleet.config, ledger)
+    assert row["shown_state"] == "sleeping"
+    assert _memory_verb(row) == "would need"  # asleep: not serving
+    engine = served.fleet.supervisors["s"].live
+    assert engine is not None
+    asleep = (await served.client.get(f"{engine.base_url}/is_sleeping")).json()
+    assert asleep == {"is_sleeping": True}
+    served.fleet.demand.poll = 60.0  # no second idle round while the wake is checked
+    assert (await served.chat("s")).status_code == 200  # woken, not started again
+    assert len(runs_of(ledger, "s")) == 1
+    kinds = [(e[1], e[2].split(":")[0]) for e in _events(ledger) if e[1] in {"sleep", "wake"}]
+    assert [k for k, _ in kinds] == ["sleep", "wake"]
+    assert kinds[0][1] == "level 1"
+    woke = float(kinds[1][1].split()[2])
+    assert 0.3 <= woke < 5  # the engine's --wake-delay 0.3: the wake was waited for
+    assert not [e for e in _events(ledger) if e[1] == "stop"]
+    metrics = (await served.client.get(f"{served.gateway.url}/metrics")).text
+    assert 'corral_on_demand_sleeps_total{deployment="s"} 1' in metrics
+    assert 'corral_on_demand_wakes_total{deployment="s"} 1' in metrics
+    assert status_rows(served.fleet.config, ledger)[0]["shown_state"] == "ready"
+
+
+async def test_a_sleeping_engine_still_counts_and_is_evicted_for_room(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    sleepy = on_demand("s", tmp_path, recipe="scripted-sleepy", idle_stop="0.3s")
+    config = budgeted(fleet_config(tmp_path, [sleepy, on_demand("b", tmp_path)], [SLEEPY]), 1.5)
+    served = await serve(config)
+    assert (await served.chat("s")).status_code == 200
+    served.fleet.demand.poll = 0.1
+    await until(lambda: served.fleet.supervisors["s"].state == "sleeping", timeout=10)
+    assert (await served.chat("b")).status_code == 200
+    assert await served.states() == {"s": "evicted", "b": "running"}
+
+
+def test_recipes_for_gb10_never_use_sleep_mode() -> None:
+    """vllm issue 50011: /wake_up crashes EngineCore on GB10; the CPU build refuses it."""
+    recipes = load_recipes()
+    gb10 = [r for r in recipes.values() if "gb10" in r.match.hardware and r.match.engine == "vllm"]
+    assert len(gb10) >= 5
+    for recipe in gb10:
+        assert recipe.sleep_mode is not None, recipe.name
+        assert not recipe.sleep_mode.safe
+        assert "vllm-project/vllm/issues/50011" in recipe.sleep_mode.reason
+    cpu = recipes["smollm2-135m-cpu"].sleep_mode
+    assert cpu is not None
+    assert not cpu.safe
+    assert "Sleep mode is not supported on current platform." in cpu.reason
+
+
+def _memory_verb(row: dict[str, Any]) -> str:
+    return _memory_line(row).split()[1] + " " + _memory_line(row).split()[2]

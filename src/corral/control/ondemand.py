@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import httpx
+
 from corral.config import CorralConfig, Deployment
 from corral.control.memory import host_budget_gib
 from corral.control.pipeline import Services, stop_deployment
@@ -51,6 +53,8 @@ log = logging.getLogger("corral.gateway")
 Clock = Callable[[], float]
 StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
+SLEEP_TIMEOUT = 120.0
+"""Seconds a /sleep or /wake_up may take (level 1 copies the weights between memories)."""
 Move = Callable[[Supervisor, str], Supervisor]
 """The stopped deployment's supervisor rebound to another host (the fleet's)."""
 
@@ -169,6 +173,15 @@ def choose_host(rooms: Sequence[Room]) -> str | None:
     return min(fits)[3] if fits else None
 
 
+def sleep_level(sup: Supervisor) -> int | None:
+    """The sleep level its recipe allows, when the recipe marks sleep mode safe for its
+    hardware (GB10's recipes do not: vllm issue 50011); None: stop it instead."""
+    if sup.live is None:
+        return None
+    mode = sup.live.prepared.choice.recipe.sleep_mode
+    return mode.level if mode is not None and mode.safe else None
+
+
 class Demand:
     """The control plane's side of `corral.fleet.OnDemand`."""
 
@@ -238,6 +251,10 @@ class Demand:
                 return sup, sup.outcome  # join the start under way
             if sup.state == "ready":
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return sup, done
+            if sup.state == "sleeping" and await self._wake(sup):
+                done = asyncio.get_running_loop().create_future()
                 done.set_result(None)
                 return sup, done
             self._check_backoff(sup)
@@ -328,7 +345,7 @@ class Demand:
             raise self._no_room(sup, need, budget)
 
     def _victims(self, sup: Supervisor, host: str | None = None) -> list[Supervisor]:
-        idle = [s for s in self._holders(sup, host) if s.state == "ready" and
+        idle = [s for s in self._holders(sup, host) if s.state in {"ready", "sleeping"} and
                 not s.deployment.pinned and not self.in_flight.get(s.name)]  # fmt: skip
         return sorted(idle, key=lambda s: (self.last_used.get(s.name, 0.0),
                                            s.deployment.priority))  # fmt: skip
@@ -363,16 +380,57 @@ class Demand:
         sup.live = None
 
     async def run(self) -> None:
-        """Until cancelled: stop on-demand deployments idle past their `idle_stop`."""
+        """Until cancelled: on-demand deployments idle past their `idle_stop` sleep (when
+        their recipe marks sleep mode safe) or are stopped."""
         while True:
             await asyncio.sleep(self.poll)
             for sup in list(self.supervisors.values()):
                 idle_for = self._idle_for(sup)
                 if idle_for is not None:
-                    limit = sup.deployment.idle_stop
-                    await self._stop(
-                        sup, "stopped", f"idle for {idle_for:.0f} s (idle_stop {limit:.0f} s)"
-                    )
+                    why = f"idle for {idle_for:.0f} s (idle_stop {sup.deployment.idle_stop:.0f} s)"
+                    if not await self._sleep(sup, why):
+                        await self._stop(sup, "stopped", why)
+
+    # ---- sleep mode (vLLM: POST /sleep?level=N, POST /wake_up) ------------------------------
+
+    async def _sleep(self, sup: Supervisor, why: str) -> bool:
+        """Put an idle engine to sleep; False when its recipe does not allow it or the
+        engine refused (then it is stopped instead)."""
+        live, level = sup.live, sleep_level(sup)
+        if live is None or level is None:
+            return False
+        try:
+            reply = await sup.http.post(f"{live.base_url}/sleep", params={"level": level},
+                                        timeout=SLEEP_TIMEOUT)  # fmt: skip
+        except httpx.HTTPError:
+            return False
+        if reply.status_code != 200:
+            return False
+        sup.state, sup.reason = "sleeping", f"{why}; sleeping (level {level})"
+        await asyncio.to_thread(live.recorder.event, "sleep", f"level {level}: {why}")
+        self.stats.count(self.stats.sleeps, sup.name)
+        self.services.say("sleep", f"{sup.name}: {why}; sleeping (level {level})")
+        return True
+
+    async def _wake(self, sup: Supervisor) -> bool:
+        """Wake a sleeping engine for a request; one that won't wake is stopped (False:
+        the caller starts it cold)."""
+        live, began = sup.live, time.monotonic()
+        assert live is not None
+        try:
+            reply = await sup.http.post(f"{live.base_url}/wake_up", timeout=SLEEP_TIMEOUT)
+            woke = reply.status_code == 200
+        except httpx.HTTPError:
+            woke = False
+        if not woke:
+            await self._stop(sup, "stopped", "did not wake up from sleep mode; starting it cold")
+            return False
+        sup.state, sup.reason = "ready", ""
+        seconds = time.monotonic() - began
+        await asyncio.to_thread(live.recorder.event, "wake", f"woke in {seconds:.2f} s")
+        self.stats.count(self.stats.wakes, sup.name)
+        self.services.say("wake", f"{sup.name} woke in {seconds:.2f} s")
+        return True
 
     def _idle_for(self, sup: Supervisor) -> float | None:
         dep = sup.deployment

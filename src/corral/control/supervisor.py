@@ -140,7 +140,9 @@ class Supervisor:
 
     @property
     def holds_memory(self) -> bool:
-        return self.state in {"starting", "ready", "backoff"}
+        """Counts against its host's budget; a sleeping engine counts in full (level 1
+        keeps the weights in host memory, which on a unified-memory box is the GPU's)."""
+        return self.state in {"starting", "ready", "backoff", "sleeping"}
 
     def request_start(self) -> asyncio.Future[None]:
         """Wake a stopped on-demand deployment; the future ends with its start."""
