@@ -425,6 +425,7 @@ async def test_a_request_places_it_on_the_host_where_it_fits_without_eviction(
 
 # ---- sleep mode (the scripted engine's /sleep, /wake_up: vLLM CPU refuses sleep mode) ------
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SLEEPY = {**SCRIPTED_RECIPE, "name": "scripted-sleepy",
           "args": [*SCRIPTED_RECIPE["args"], "--wake-delay", "0.3"],
           "sleep_mode": {"safe": True, "level": 1, "reason": "the scripted engine"}}  # fmt: skip
@@ -488,6 +489,8 @@ def test_recipes_for_gb10_never_use_sleep_mode() -> None:
     assert cpu is not None
     assert not cpu.safe
     assert "Sleep mode is not supported on current platform." in cpu.reason
+    refused = FIXTURES / "logs/vllm/smollm2-135m-cpu-vllm-0.32.0-enable-sleep-mode-refused.log"
+    assert "Value error, Sleep mode is not supported on current platform." in refused.read_text()
 
 
 def _memory_verb(row: dict[str, Any]) -> str:
