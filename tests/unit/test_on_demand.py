@@ -173,14 +173,19 @@ async def test_a_pinned_deployment_is_never_evicted(
     assert (await served.states())["a"] == "running"
 
 
-async def test_a_failed_start_gives_every_waiter_the_engine_lines_then_backs_off(
-    tmp_path: Path, ledger: Ledger, serve: Any
-) -> None:
+def failing_start(tmp_path: Path, **fields: Any) -> CorralConfig:
+    """One on-demand deployment whose engine prints a vLLM-like error and exits 3."""
     script = tmp_path / "bad.py"
     script.write_text("print('ValueError: the engine cannot start', flush=True)\n"
                       "raise SystemExit(3)\n")  # fmt: skip
-    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True)
-    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True, **fields)
+    return fleet_config(tmp_path, [dep], [script_recipe("bad", script)])
+
+
+async def test_a_failed_start_gives_every_waiter_the_engine_lines_then_backs_off(
+    tmp_path: Path, ledger: Ledger, serve: Any
+) -> None:
+    served = await serve(failing_start(tmp_path))
     replies = await asyncio.gather(served.chat("bad"), served.chat("bad"))
     errors = [r.json()["error"] for r in replies]
     assert [r.status_code for r in replies] == [503, 503]
@@ -210,12 +215,7 @@ async def test_a_start_refused_before_launch_is_a_503_for_every_waiter(
 async def test_after_the_backoff_the_next_request_retries_the_start(
     tmp_path: Path, ledger: Ledger, serve: Any
 ) -> None:
-    script = tmp_path / "bad.py"
-    script.write_text("print('ValueError: the engine cannot start', flush=True)\n"
-                      "raise SystemExit(3)\n")  # fmt: skip
-    dep = scripted("bad", tmp_path, recipe="bad", on_demand=True,
-                   restart={"backoff_initial": 1.0})  # fmt: skip
-    served = await serve(fleet_config(tmp_path, [dep], [script_recipe("bad", script)]))
+    served = await serve(failing_start(tmp_path, restart={"backoff_initial": 1.0}))
     assert (await served.chat("bad")).status_code == 503
     assert "next try in" in (await served.chat("bad")).json()["error"]["message"]
     assert len(runs_of(ledger, "bad")) == 1
