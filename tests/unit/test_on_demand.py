@@ -439,7 +439,7 @@ async def test_an_idle_engine_whose_recipe_allows_it_sleeps_and_a_request_wakes_
     served = await serve(config)
     assert (await served.chat("s")).status_code == 200
     served.fleet.demand.poll = 0.1
-    await until(lambda: served.fleet.supervisors["s"].state == "sleeping", timeout=10)
+    await until(lambda: any(e[1] == "sleep" for e in _events(ledger)), timeout=10)
     assert await served.states() == {"s": "sleeping"}
     (row,) = status_rows(served.fleet.config, ledger)
     assert row["shown_state"] == "sleeping"

@@ -399,14 +399,15 @@ class Demand:
         live, level = sup.live, sleep_level(sup)
         if live is None or level is None:
             return False
+        sup.state, sup.reason = "sleeping", f"{why}; sleeping (level {level})"  # unroutable now
         try:
             reply = await sup.http.post(f"{live.base_url}/sleep", params={"level": level},
                                         timeout=SLEEP_TIMEOUT)  # fmt: skip
+            slept = reply.status_code == 200
         except httpx.HTTPError:
-            return False
-        if reply.status_code != 200:
-            return False
-        sup.state, sup.reason = "sleeping", f"{why}; sleeping (level {level})"
+            slept = False
+        if not slept:
+            return False  # the caller stops it
         await asyncio.to_thread(live.recorder.event, "sleep", f"level {level}: {why}")
         self.stats.count(self.stats.sleeps, sup.name)
         self.services.say("sleep", f"{sup.name}: {why}; sleeping (level {level})")
@@ -425,9 +426,9 @@ class Demand:
         if not woke:
             await self._stop(sup, "stopped", "did not wake up from sleep mode; starting it cold")
             return False
-        sup.state, sup.reason = "ready", ""
         seconds = time.monotonic() - began
         await asyncio.to_thread(live.recorder.event, "wake", f"woke in {seconds:.2f} s")
+        sup.state, sup.reason = "ready", ""
         self.stats.count(self.stats.wakes, sup.name)
         self.services.say("wake", f"{sup.name} woke in {seconds:.2f} s")
         return True
