@@ -190,6 +190,11 @@ class Deployment(Strict):
     )
     pinned: bool = Field(default=False, description="never stopped to make room for another")
     priority: int = Field(default=0, description="higher is evicted later among idle ones")
+    place_on: list[str] = Field(
+        default_factory=list,
+        description="on demand: hosts it may start on; a request places it on the one "
+        "(its recipe matching that host's hardware) where it fits with the least eviction",
+    )
     memory_gib: float | None = Field(
         default=None, gt=0,
         description="what it holds on its host (planner's weights + KV + overhead); the "
@@ -375,7 +380,10 @@ class CorralConfig(Strict):
                     f"hosts.{name}.mounts names store roots {unknown} that store.roots lacks"
                 )
         for dep in self.deployments:
-            for name in dict.fromkeys([dep.host, *dep.nodes]):
+            if dep.place_on and (not dep.on_demand or dep.nodes):
+                raise ValueError(f"deployment {dep.name!r}: place_on is for single-node "
+                                 "on_demand deployments")  # fmt: skip
+            for name in dict.fromkeys([dep.host, *dep.nodes, *dep.place_on]):
                 if name not in LOCAL_NAMES and name not in self.hosts:
                     known = ", ".join(sorted(self.hosts)) or "none"
                     raise ValueError(

@@ -110,12 +110,15 @@ Progress = Callable[[str], Awaitable[None]]
 
 @dataclass
 class OnDemandStats:
-    """Counts by deployment for /metrics: on-demand starts, idle stops, evictions, and the
-    seconds each request waited for a start (cold start through the gateway)."""
+    """Counts by deployment for /metrics: on-demand starts, idle stops, evictions, sleeps
+    and wakes (vLLM sleep mode), and the seconds each request waited for a start (cold
+    start through the gateway)."""
 
     starts: dict[str, int] = field(default_factory=dict)
     idle_stops: dict[str, int] = field(default_factory=dict)
     evictions: dict[str, int] = field(default_factory=dict)
+    sleeps: dict[str, int] = field(default_factory=dict)
+    wakes: dict[str, int] = field(default_factory=dict)
     cold_start_s: dict[str, list[float]] = field(default_factory=dict)
 
     def count(self, table: dict[str, int], name: str) -> None:

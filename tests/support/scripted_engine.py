@@ -18,9 +18,14 @@ It prints `READY port=<port>` on stdout once listening. Every generated token is
     --ignore-sigterm        keep running on SIGTERM (only SIGKILL stops it)
     --reasoning-field F     emit reasoning tokens in `reasoning`, `reasoning_content`, or both
     --quirk Q               misbehave in one named way (repeatable); see QUIRKS
+    --wake-delay S          POST /wake_up takes S seconds (vLLM's sleep mode, below)
     --stamp                 add the engine's own perf_counter times to stream chunks:
                             `x_recv` (handler entry) and `x_t` (just before each write),
                             so a benchmark can tell its own error from the engine's lateness
+
+Sleep mode as vLLM's dev endpoints (vllm/entrypoints/serve/dev/sleep/api_router.py):
+POST /sleep?level=1|2, POST /wake_up, GET /is_sleeping. A sleeping engine answers
+generation requests 503 (so a test sees a request routed to it).
 
 GET /debug/state answers the request counters and the last generation request's body as
 received, so proxy tests can see what reached the engine.
@@ -93,6 +98,7 @@ class Script:
     context_length: int = 8192
     quirks: set[str] = field(default_factory=set)
     stamp: bool = False
+    wake_delay: float = 0.0
 
 
 @dataclass
@@ -102,6 +108,9 @@ class State:
     running: int = 0
     total_generated: int = 0
     last_body: dict[str, Any] | None = None
+    sleep_level: int = 0
+    sleeps: int = 0
+    wakes: int = 0
 
 
 def _now() -> int:
@@ -317,8 +326,25 @@ class Engine:
         """Counters and the last generation request's body as received (for proxy tests)."""
         st = self.state
         state = {"requests": st.requests, "running": st.running,
-                 "generated": st.total_generated, "last_body": st.last_body}  # fmt: skip
+                 "generated": st.total_generated, "last_body": st.last_body,
+                 "sleeps": st.sleeps, "wakes": st.wakes}  # fmt: skip
         return web.json_response(state)
+
+    # -- sleep mode (vLLM's dev endpoints) --------------------------------------------
+    async def sleep(self, request: web.Request) -> web.Response:
+        level = int(request.query.get("level", "1"))
+        if level not in (0, 1, 2):
+            return _error(422, f"level {level} is not 0, 1 or 2", self.script)
+        self.state.sleep_level, self.state.sleeps = level or 1, self.state.sleeps + 1
+        return web.json_response({"status": "sleeping", "level": level})
+
+    async def wake_up(self, _request: web.Request) -> web.Response:
+        await asyncio.sleep(self.script.wake_delay)
+        self.state.sleep_level, self.state.wakes = 0, self.state.wakes + 1
+        return web.json_response({"status": "awake", "tags": None})
+
+    async def is_sleeping(self, _request: web.Request) -> web.Response:
+        return web.json_response({"is_sleeping": self.state.sleep_level > 0})
 
     # -- generation ------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -342,6 +368,8 @@ class Engine:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "request body is not valid JSON", self.script)
         self.state.last_body = body
+        if self.state.sleep_level:
+            return _error(503, "the engine is sleeping", self.script, "ServiceUnavailableError")
         if body.get("model") not in (self.script.model, None):
             return _error(
                 404,
@@ -506,6 +534,9 @@ def build_app(script: Script) -> web.Application:
     app.router.add_post("/v1/chat/completions", engine.chat)
     app.router.add_post("/v1/completions", engine.completions)
     app.router.add_get("/debug/state", engine.debug_state)
+    app.router.add_post("/sleep", engine.sleep)
+    app.router.add_post("/wake_up", engine.wake_up)
+    app.router.add_get("/is_sleeping", engine.is_sleeping)
     return app
 
 
@@ -536,6 +567,7 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
     p.add_argument("--stamp", action="store_true")
+    p.add_argument("--wake-delay", type=float, default=0.0)
     a = p.parse_args(argv)
     script = Script(
         model=a.model, ttft=a.ttft, itl=a.itl, tokens=a.tokens, reasoning_tokens=a.reasoning_tokens,
@@ -543,7 +575,7 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
         fail_rate=a.fail_rate, fail_when_concurrent=a.fail_when_concurrent,
         crash_after_chunks=a.crash_after_chunks, hang_after_chunks=a.hang_after_chunks, hang=a.hang,
         malformed=a.malformed, auto_tools=a.auto_tools, context_length=a.context_length,
-        quirks=set(a.quirk), stamp=a.stamp,
+        quirks=set(a.quirk), stamp=a.stamp, wake_delay=a.wake_delay,
     )  # fmt: skip
     return script, a.host, a.port, a.ignore_sigterm
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -15,10 +16,11 @@ from corral import serving
 from corral.cli import access
 from corral.cli.common import config_from, home_of, print_json
 from corral.config import CorralConfig
+from corral.control.memory import memory_of
 from corral.deploy.planning import plan_figures
 from corral.errors import StoreError
 from corral.ledger import runs
-from corral.ledger.db import open_ledger
+from corral.ledger.db import Ledger, open_ledger
 from corral.ledger.hosts import HostEntry, fleet_by_host
 from corral.paths import ledger_path, models_dir
 from corral.store import default_model, resolve_model, store_roots
@@ -188,7 +190,7 @@ def status(
     """
     cfg = config_from(config)
     with open_ledger(ledger_path(home_of(cfg))) as ledger:
-        rows = runs.status(ledger)
+        rows = status_rows(cfg, ledger)
         gateway = access.gateway_lines(cfg, ledger)
         fleet = fleet_by_host(ledger)
     if as_json:
@@ -216,26 +218,75 @@ def _print_hosts(console: Console, fleet: list[HostEntry]) -> None:
         console.print(f"  {entry.host:<10} {what}; {running}", highlight=False, markup=False)
 
 
-def _shown_state(row: dict[str, object]) -> str:
-    """`evicted` or `stopped (idle ...)` for on-demand stops, with the reason."""
+def status_rows(cfg: CorralConfig, ledger: Ledger) -> list[dict[str, Any]]:
+    """The ledger's last run of each deployment, then the config's on-demand deployments
+    that never ran; each with its shown state and the memory it holds or would need."""
+    rows = runs.status(ledger)
+    seen = {row["deployment"] for row in rows}
+    rows += [_never_ran(dep.name) for dep in cfg.deployments
+             if dep.on_demand and dep.name not in seen]  # fmt: skip
+    for row in rows:
+        configured = next((d.memory_gib for d in cfg.deployments
+                           if d.name == row["deployment"]), None)  # fmt: skip
+        found = memory_of(configured, row["facts"])
+        row["shown_state"] = _shown_state(row)
+        row["memory_gib"], row["memory_source"] = found if found else (None, "")
+    return rows
+
+
+def _never_ran(name: str) -> dict[str, Any]:
+    why = "on demand: starts on the first request"
+    return {"deployment": name, "run": None, "state": "stopped", "engine": "", "facts": {},
+            "engine_version": None, "base_url": None, "phases": [], "events": [],
+            "log_path": None, "stopped_because": why}  # fmt: skip
+
+
+HOLDING = frozenset({"ready", "starting"})
+
+
+def _shown_state(row: dict[str, Any]) -> str:
+    """`evicted` or `stopped (idle ...)` for on-demand stops, with the reason; `sleeping`
+    for a ready engine whose last sleep/wake event is a sleep."""
     why = row.get("stopped_because")
+    if row["state"] == "ready" and _asleep(row):
+        return "sleeping"
     if row["state"] != "stopped" or not isinstance(why, str):
         return str(row["state"])
     return f"evicted ({why})" if why.startswith("evicted") else f"stopped ({why})"
 
 
-def _print_status(console: Console, row: dict[str, object]) -> None:
+def _asleep(row: dict[str, Any]) -> bool:
+    """The newest sleep or wake event of the run is a sleep (events come oldest first)."""
+    kinds = [e["kind"] for e in row.get("events", []) if e.get("run_id") == row.get("run")]
+    told = [k for k in kinds if k in {"sleep", "wake"}]
+    return bool(told) and told[-1] == "sleep"
+
+
+def _memory_line(row: dict[str, Any]) -> str:
+    if row["memory_gib"] is None:
+        return "  memory       unknown until it has run (set memory_gib to place it by memory)"
+    verb = "holds" if row["state"] in HOLDING and row["shown_state"] != "sleeping" else (
+        "would need")  # fmt: skip
+    return f"  memory       {verb} {row['memory_gib']:.2f} GiB ({row['memory_source']})"
+
+
+def _print_status(console: Console, row: dict[str, Any]) -> None:
+    state = row["shown_state"]
+    if row["run"] is None:
+        console.print(f"[bold]{row['deployment']}[/]  {state}", highlight=False)
+        console.print(_memory_line(row), highlight=False, markup=False)
+        return
     version = row["engine_version"] or "?"
-    state = _shown_state(row)
     console.print(
         f"[bold]{row['deployment']}[/]  run {row['run']}  {state}  "
         f"{row['engine']} {version}  engine {row['base_url']}",
         highlight=False,
     )
-    for phase in row["phases"]:  # type: ignore[attr-defined]
+    console.print(_memory_line(row), highlight=False, markup=False)
+    for phase in row["phases"]:
         seconds = phase["seconds"]
         shown = f"{seconds:6.1f} s" if seconds is not None else "   ..."
         console.print(f"  {phase['name']:<12} {shown}", highlight=False)
-    for name, value in row["facts"].items():  # type: ignore[attr-defined]
+    for name, value in row["facts"].items():
         console.print(f"  {name} = {value}", highlight=False, markup=False)
     console.print(f"  log: {row['log_path']}", highlight=False, markup=False)

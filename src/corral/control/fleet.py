@@ -22,13 +22,15 @@ import json
 from collections.abc import Callable, Sequence
 
 from corral.config import CorralConfig, Deployment
-from corral.control.ondemand import Demand, idle_stop_warning
+from corral.control.ondemand import Demand, servable_hosts
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import CorralError, EngineError
 from corral.fleet import DeploymentView
 from corral.ledger.db import Ledger
 from corral.ledger.launches import live_run
+from corral.recipes.loader import home_recipes_dir, load_recipes
+from corral.recipes.schema import Recipe
 
 __all__ = ["Fleet", "port_conflicts"]
 
@@ -74,7 +76,7 @@ class Fleet:
         self.supervisors: dict[str, Supervisor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
-        self.demand = Demand(self.supervisors, lambda: self.config, services)
+        self.demand = Demand(self.supervisors, lambda: self.config, services, move=self._move)
         self._idler: asyncio.Task[None] | None = None
 
     def deployments(self) -> Sequence[DeploymentView]:
@@ -93,13 +95,33 @@ class Fleet:
         self._idler = asyncio.create_task(self.demand.run(), name="idle stops")
 
     def _waits_for_a_request(self, sup: Supervisor) -> None:
-        """An on-demand deployment: stopped, and settled, until a request names it."""
-        warning = idle_stop_warning(sup.deployment, self.services.ledger)
-        if warning is not None:
-            sup.services.say("warning", warning)
+        """An on-demand deployment: stopped, and settled, until a request names it; with
+        `place_on`, the hosts it may be placed on are those its recipe matches."""
         sup.desired, sup.state = False, "stopped"
         sup.reason = "on demand: starts on the first request"
         sup.settled.set()
+        if sup.deployment.place_on:
+            hosts = servable_hosts(self.config, sup.deployment, self._recipes())
+            self.demand.candidates[sup.name] = hosts or [sup.deployment.host]
+            dropped = sorted(set(sup.deployment.place_on) - set(hosts))
+            if dropped:
+                why = f"no recipe for {sup.name} matches the hardware of {', '.join(dropped)}"
+                sup.services.say("placement", f"{why}: never placed there")
+
+    def _recipes(self) -> dict[str, Recipe]:
+        return load_recipes(self.config.recipes_dir, home_recipes_dir(self.services.home))
+
+    def _move(self, sup: Supervisor, host: str) -> Supervisor:
+        """A stopped on-demand deployment's supervisor, rebound to `host` (placement)."""
+        self.tasks.pop(sup.name).cancel()
+        dep = sup.deployment.model_copy(update={"host": host})
+        deployments = [dep if d.name == dep.name else d for d in self.config.deployments]
+        self.config = self.config.model_copy(update={"deployments": deployments})
+        moved = self._add(dep, desired=False)
+        moved.state, moved.reason, moved.planned_gib = "stopped", f"placed on {host}", (
+            sup.planned_gib)  # fmt: skip
+        moved.settled.set()
+        return moved
 
     def _add(self, dep: Deployment, *, desired: bool) -> Supervisor:
         if dep not in self.config.deployments:

@@ -20,37 +20,166 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
 
 from corral.config import CorralConfig, Deployment
+from corral.control.memory import host_budget_gib
 from corral.control.pipeline import Services, stop_deployment
 from corral.control.supervisor import Supervisor
 from corral.errors import EngineError, NoCapacity
 from corral.fleet import OnDemandStats, Progress
 from corral.ledger.db import Ledger
 from corral.ledger.launches import runs_of
+from corral.recipes.match import generic_for, matches_model, matching
+from corral.recipes.schema import Recipe
 
-__all__ = ["Demand", "idle_stop_warning"]
+__all__ = [
+    "Demand",
+    "Room",
+    "choose_host",
+    "expected_start_s",
+    "idle_stop_warning",
+    "idle_stop_warnings",
+    "servable_hosts",
+]
 
 log = logging.getLogger("corral.gateway")
 
 Clock = Callable[[], float]
 StopEngine = Callable[[str, str], object]
 """Stop the engine of deployment `name`, recording `why` (blocking; run in a thread)."""
+SLEEP_TIMEOUT = 120.0
+"""Seconds a /sleep or /wake_up may take (level 1 copies the weights between memories)."""
+Move = Callable[[Supervisor, str], Supervisor]
+"""The stopped deployment's supervisor rebound to another host (the fleet's)."""
 
 
-def idle_stop_warning(dep: Deployment, ledger: Ledger) -> str | None:
-    """An `idle_stop` shorter than the deployment's slowest recorded start: it would spend
-    more time starting than serving."""
-    if not dep.on_demand or dep.idle_stop is None:
+def recorded_start_s(dep: Deployment, ledger: Ledger | None) -> float | None:
+    """The slowest start of `dep` the ledger recorded (launch to ready), if any."""
+    if ledger is None:
         return None
     starts = [r["ready_at"] - r["started_at"] for r in runs_of(ledger, dep.name) if r["ready_at"]]
-    if not starts or max(starts) <= dep.idle_stop:
+    return max(starts) if starts else None
+
+
+def expected_start_s(dep: Deployment, recipes: Mapping[str, Recipe], hardware: str | None
+                     ) -> float | None:  # fmt: skip
+    """The start time its recipe states ("startup to ready"): the named recipe's, else the
+    shortest among recipes for its model (on its host's hardware kind, when the config
+    names one), so the warning is never a guess on the long side."""
+    if dep.recipe is not None:
+        candidates = [recipes[dep.recipe]] if dep.recipe in recipes else []
+    else:
+        candidates = [r for r in recipes.values() if dep.model and matches_model(r, dep.model)
+                      and (hardware is None or hardware in r.match.hardware)]  # fmt: skip
+    figures = [f for r in candidates if (f := _startup_figure(r)) is not None]
+    return min(figures) if figures else None
+
+
+def _startup_figure(recipe: Recipe) -> float | None:
+    for figure in recipe.reference_figures:
+        if figure.name.startswith("startup to ready") and figure.unit == "s":
+            found = re.search(r"\d+(?:\.\d+)?", str(figure.value))
+            if found:
+                return float(found.group())
+    return None
+
+
+def idle_stop_warning(dep: Deployment, ledger: Ledger | None,
+                      recipes: Mapping[str, Recipe] | None = None,
+                      hardware: str | None = None) -> str | None:  # fmt: skip
+    """An `idle_stop` shorter than the deployment's start (the slowest recorded in the
+    ledger, else its recipe's figure): it would spend more time starting than serving."""
+    if not dep.on_demand or dep.idle_stop is None:
         return None
-    return (f"idle_stop {dep.idle_stop:.0f} s is shorter than {dep.name}'s start "
-            f"({max(starts):.0f} s recorded): it may stop before it repays its start; "
-            "raise idle_stop")  # fmt: skip
+    recorded = recorded_start_s(dep, ledger)
+    start, source = recorded, "recorded in the ledger"
+    if recorded is None and recipes is not None:
+        start, source = expected_start_s(dep, recipes, hardware), "its recipe's figure"
+    if start is None or start <= dep.idle_stop:
+        return None
+    return (f"deployments[{dep.name!r}].idle_stop {dep.idle_stop:.0f} s is shorter than "
+            f"its start ({start:.0f} s, {source}): it may stop before it repays its "
+            "start; raise idle_stop")  # fmt: skip
+
+
+def servable_hosts(config: CorralConfig, dep: Deployment,
+                   recipes: Mapping[str, Recipe]) -> list[str]:  # fmt: skip
+    """The hosts of `dep.place_on` whose hardware kind its recipe matches (its named one,
+    else any recipe for its model or the generic one). A host whose kind the config does
+    not set is kept: the pipeline checks its detected kind when it starts there."""
+    return [h for h in dep.place_on if _serves(dep, recipes, config.host(h).hardware)]
+
+
+def _serves(dep: Deployment, recipes: Mapping[str, Recipe], kind: str | None) -> bool:
+    if kind is None:
+        return True
+    if dep.recipe is not None:
+        return dep.recipe in recipes and kind in recipes[dep.recipe].match.hardware
+    known = dict(recipes)
+    return bool(matching(known, dep.model or "", kind, dep.engine)) or (
+        generic_for(known, kind, dep.engine) is not None)  # fmt: skip
+
+
+def idle_stop_warnings(config: CorralConfig, ledger: Ledger | None,
+                       recipes: Mapping[str, Recipe]) -> list[str]:  # fmt: skip
+    """Every on-demand deployment whose `idle_stop` is shorter than its start."""
+    found = []
+    for dep in config.deployments:
+        host = config.hosts.get(dep.host)
+        warning = idle_stop_warning(dep, ledger, recipes, host.hardware if host else None)
+        if warning is not None:
+            found.append(warning)
+    return found
+
+
+@dataclass(frozen=True)
+class Room:
+    """One host as a placement sees it: its budget, what is held there, what the newcomer
+    needs, and what its evictable deployments hold (in eviction order)."""
+
+    host: str
+    budget: float | None
+    held: float
+    need: float
+    evictable: tuple[float, ...] = ()
+
+    def evictions(self) -> int | None:
+        """How many evictions make room (None: it can't fit even then)."""
+        if self.budget is None:
+            return 0
+        held = self.held
+        for count, freed in enumerate((0.0, *self.evictable)):
+            held -= freed
+            if held + self.need <= self.budget:
+                return count
+        return None
+
+    def left(self, evictions: int) -> float:
+        budget = float("inf") if self.budget is None else self.budget
+        return budget - self.held + sum(self.evictable[:evictions]) - self.need
+
+
+def choose_host(rooms: Sequence[Room]) -> str | None:
+    """The host where it fits with the fewest evictions, then the most room left after,
+    then the first given; None when it fits on none."""
+    fits = [(n, -room.left(n), i, room.host) for i, room in enumerate(rooms)
+            if (n := room.evictions()) is not None]  # fmt: skip
+    return min(fits)[3] if fits else None
+
+
+def sleep_level(sup: Supervisor) -> int | None:
+    """The sleep level its recipe allows, when the recipe marks sleep mode safe for its
+    hardware (GB10's recipes do not: vllm issue 50011); None: stop it instead."""
+    if sup.live is None:
+        return None
+    mode = sup.live.prepared.choice.recipe.sleep_mode
+    return mode.level if mode is not None and mode.safe else None
 
 
 class Demand:
@@ -58,8 +187,10 @@ class Demand:
 
     def __init__(self, supervisors: Mapping[str, Supervisor], config: Callable[[], CorralConfig],
                  services: Services, *, stop: StopEngine | None = None,
-                 clock: Clock = time.monotonic, poll: float = 1.0) -> None:  # fmt: skip
+                 move: Move | None = None, clock: Clock = time.monotonic,
+                 poll: float = 1.0) -> None:  # fmt: skip
         self.supervisors = supervisors
+        self.move = move
         self.config = config
         self.services = services
         self.stop_engine = stop or (lambda name, why: stop_deployment(name, services, reason=why))
@@ -69,6 +200,8 @@ class Demand:
         self.in_flight: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.stats = OnDemandStats()
+        self.candidates: dict[str, list[str]] = {}
+        """Deployment → the hosts of its `place_on` whose hardware its recipe matches."""
 
     # ---- the gateway's questions ------------------------------------------------------
 
@@ -88,7 +221,7 @@ class Demand:
         if sup.state == "ready":
             return True
         began = time.monotonic()
-        outcome = await self._claim_start(sup)
+        sup, outcome = await self._claim_start(sup)
         await self._wait(sup, outcome, progress)
         if sup.last_start_s is not None:
             self.stats.cold_start_s.setdefault(sup.name, []).append(time.monotonic() - began)
@@ -107,20 +240,53 @@ class Demand:
 
     # ---- starting: one start per deployment, one placement at a time per host -----------
 
-    async def _claim_start(self, sup: Supervisor) -> asyncio.Future[None]:
-        host = sup.deployment.host
-        async with self.locks.setdefault(host, asyncio.Lock()):
+    async def _claim_start(self, sup: Supervisor) -> tuple[Supervisor, asyncio.Future[None]]:
+        """Join the start under way, or place it and start it (the supervisor may be a new
+        one, on the host it was placed on). Under the locks of every host it may go to."""
+        async with contextlib.AsyncExitStack() as held:
+            for host in sorted({sup.deployment.host, *self._hosts_for(sup)}):
+                await held.enter_async_context(self.locks.setdefault(host, asyncio.Lock()))
+            sup = self.supervisors.get(sup.name, sup)  # a placement may have replaced it
             if sup.outcome is not None and not sup.outcome.done():
-                return sup.outcome  # join the start under way
+                return sup, sup.outcome  # join the start under way
             if sup.state == "ready":
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 done.set_result(None)
-                return done
+                return sup, done
+            if sup.state == "sleeping" and await self._wake(sup):
+                done = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return sup, done
             self._check_backoff(sup)
+            sup = await self._place(sup)
             await self._make_room(sup)
             self.stats.count(self.stats.starts, sup.name)
             self.services.say("on-demand", f"starting {sup.name} for a request")
-            return sup.request_start()
+            return sup, sup.request_start()
+
+    def _hosts_for(self, sup: Supervisor) -> list[str]:
+        return self.candidates.get(sup.name) or sup.deployment.place_on
+
+    async def _place(self, sup: Supervisor) -> Supervisor:
+        """With `place_on`, a stopped deployment goes to the host where it fits with the
+        fewest evictions (then the most room left, then the order given)."""
+        hosts = self._hosts_for(sup)
+        if not hosts or self.move is None or sup.state in {"ready", "starting"}:
+            return sup
+        if sup.memory_gib() is None:
+            await asyncio.to_thread(sup.plan_memory)
+        best = choose_host([self._room(sup, h) for h in hosts])
+        if best is None or best == sup.deployment.host:
+            return sup
+        log.info("on demand: %s placed on %s", sup.name, best)
+        self.services.say("on-demand", f"placing {sup.name} on host {best}")
+        return self.move(sup, best)
+
+    def _room(self, sup: Supervisor, host: str) -> Room:
+        holders = self._holders(sup, host)
+        victims = [v.memory_gib() or 0.0 for v in self._victims(sup, host)]
+        return Room(host, self.budget(host), sum(s.memory_gib() or 0.0 for s in holders),
+                    sup.memory_gib() or 0.0, tuple(victims))  # fmt: skip
 
     def _check_backoff(self, sup: Supervisor) -> None:
         wait = sup.retry_at - time.monotonic()
@@ -148,13 +314,12 @@ class Demand:
     # ---- memory ------------------------------------------------------------------------
 
     def budget(self, host: str) -> float | None:
-        found = self.config().hosts.get(host)
-        return found.memory_budget_gib if found is not None else None
+        return host_budget_gib(self.config().hosts.get(host))
 
-    def _holders(self, sup: Supervisor) -> list[Supervisor]:
-        host = sup.deployment.host
-        return [s for s in self.supervisors.values()
-                if s is not sup and s.deployment.host == host and s.holds_memory]  # fmt: skip
+    def _holders(self, sup: Supervisor, host: str | None = None) -> list[Supervisor]:
+        host = host or sup.deployment.host
+        return [s for s in self.supervisors.values() if s.name != sup.name
+                and s.deployment.host == host and s.holds_memory]  # fmt: skip
 
     def _held(self, sup: Supervisor) -> float:
         return sum(s.memory_gib() or 0.0 for s in self._holders(sup))
@@ -179,8 +344,8 @@ class Demand:
         if self._held(sup) + need > budget:
             raise self._no_room(sup, need, budget)
 
-    def _victims(self, sup: Supervisor) -> list[Supervisor]:
-        idle = [s for s in self._holders(sup) if s.state == "ready" and
+    def _victims(self, sup: Supervisor, host: str | None = None) -> list[Supervisor]:
+        idle = [s for s in self._holders(sup, host) if s.state in {"ready", "sleeping"} and
                 not s.deployment.pinned and not self.in_flight.get(s.name)]  # fmt: skip
         return sorted(idle, key=lambda s: (self.last_used.get(s.name, 0.0),
                                            s.deployment.priority))  # fmt: skip
@@ -215,16 +380,58 @@ class Demand:
         sup.live = None
 
     async def run(self) -> None:
-        """Until cancelled: stop on-demand deployments idle past their `idle_stop`."""
+        """Until cancelled: on-demand deployments idle past their `idle_stop` sleep (when
+        their recipe marks sleep mode safe) or are stopped."""
         while True:
             await asyncio.sleep(self.poll)
             for sup in list(self.supervisors.values()):
                 idle_for = self._idle_for(sup)
                 if idle_for is not None:
-                    limit = sup.deployment.idle_stop
-                    await self._stop(
-                        sup, "stopped", f"idle for {idle_for:.0f} s (idle_stop {limit:.0f} s)"
-                    )
+                    why = f"idle for {idle_for:.0f} s (idle_stop {sup.deployment.idle_stop:.0f} s)"
+                    if not await self._sleep(sup, why):
+                        await self._stop(sup, "stopped", why)
+
+    # ---- sleep mode (vLLM: POST /sleep?level=N, POST /wake_up) ------------------------------
+
+    async def _sleep(self, sup: Supervisor, why: str) -> bool:
+        """Put an idle engine to sleep; False when its recipe does not allow it or the
+        engine refused (then it is stopped instead)."""
+        live, level = sup.live, sleep_level(sup)
+        if live is None or level is None:
+            return False
+        sup.state, sup.reason = "sleeping", f"{why}; sleeping (level {level})"  # unroutable now
+        try:
+            reply = await sup.http.post(f"{live.base_url}/sleep", params={"level": level},
+                                        timeout=SLEEP_TIMEOUT)  # fmt: skip
+            slept = reply.status_code == 200
+        except httpx.HTTPError:
+            slept = False
+        if not slept:
+            return False  # the caller stops it
+        await asyncio.to_thread(live.recorder.event, "sleep", f"level {level}: {why}")
+        self.stats.count(self.stats.sleeps, sup.name)
+        self.services.say("sleep", f"{sup.name}: {why}; sleeping (level {level})")
+        return True
+
+    async def _wake(self, sup: Supervisor) -> bool:
+        """Wake a sleeping engine for a request; one that won't wake is stopped (False:
+        the caller starts it cold)."""
+        live, began = sup.live, time.monotonic()
+        assert live is not None
+        try:
+            reply = await sup.http.post(f"{live.base_url}/wake_up", timeout=SLEEP_TIMEOUT)
+            woke = reply.status_code == 200
+        except httpx.HTTPError:
+            woke = False
+        if not woke:
+            await self._stop(sup, "stopped", "did not wake up from sleep mode; starting it cold")
+            return False
+        seconds = time.monotonic() - began
+        await asyncio.to_thread(live.recorder.event, "wake", f"woke in {seconds:.2f} s")
+        sup.state, sup.reason = "ready", ""
+        self.stats.count(self.stats.wakes, sup.name)
+        self.services.say("wake", f"{sup.name} woke in {seconds:.2f} s")
+        return True
 
     def _idle_for(self, sup: Supervisor) -> float | None:
         dep = sup.deployment

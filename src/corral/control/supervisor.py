@@ -42,8 +42,9 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from corral.config import Deployment
-from corral.control.memory import group_rss_gib
+from corral.control.memory import PEAK_FACT, group_rss_gib
 from corral.control.pipeline import Gate, Live, Services, bring_up, deployment_lock
+from corral.engines.base import Fact
 from corral.errors import (
     ConfigError,
     CorralError,
@@ -139,7 +140,9 @@ class Supervisor:
 
     @property
     def holds_memory(self) -> bool:
-        return self.state in {"starting", "ready", "backoff"}
+        """Counts against its host's budget; a sleeping engine counts in full (level 1
+        keeps the weights in host memory, which on a unified-memory box is the GPU's)."""
+        return self.state in {"starting", "ready", "backoff", "sleeping"}
 
     def request_start(self) -> asyncio.Future[None]:
         """Wake a stopped on-demand deployment; the future ends with its start."""
@@ -272,7 +275,7 @@ class Supervisor:
         live = self.live
         assert live is not None
         members = set(await asyncio.to_thread(live.running.group))
-        misses = 0
+        misses, recorded = 0, 0.0
         while True:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
@@ -289,7 +292,7 @@ class Supervisor:
             except HostError:
                 continue  # the link dropped while asking: the next round rides it out
             misses = 0 if answers else misses + 1
-            self.peak_gib = max(self.peak_gib, await asyncio.to_thread(self._measure, live))
+            recorded = await self._measure_peak(live, recorded)
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
@@ -305,6 +308,16 @@ class Supervisor:
             await asyncio.sleep(self.poll)
         self.state, self.reason = "ready", ""
         self.services.say("host", f"host {host} is back; routing to the same engine again")
+
+    async def _measure_peak(self, live: Live, recorded: float) -> float:
+        """Measure the engine group's memory; a new peak of this run (5 % above the last
+        one recorded) becomes its `memory_peak_gib` fact, which `corral status` shows."""
+        now = await asyncio.to_thread(self._measure, live)
+        self.peak_gib = max(self.peak_gib, now)
+        if now <= recorded * 1.05 or now < 0.01:
+            return recorded
+        await asyncio.to_thread(live.recorder.fact, Fact(PEAK_FACT, round(now, 2), "GiB"))
+        return now
 
     @staticmethod
     def _measure(live: Live) -> float:

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from corral.config import GatewaySettings, Role
-from corral.errors import EngineError, NoCapacity
+from corral.errors import CorralError, NoCapacity
 from corral.fleet import FleetView, OnDemand, Progress, all_replicas, pairs
 from corral.gateway import limits
 from corral.gateway.admission import Admission
@@ -279,10 +279,10 @@ class Gateway:
                     code="insufficient_memory",
                     headers={"Retry-After": f"{full.retry_after:.0f}"},
                 ) from None
-            except EngineError as failed:
-                raise _start_failed(model, failed) from None
             except TimeoutError as slow:
                 raise HttpError(504, str(slow), code="start_timeout") from None
+            except CorralError as failed:  # the engine failed, or its recipe or config
+                raise _start_failed(model, failed) from None
         log.info("on demand: %s started for a request", model)
         return self._route(model, who)
 
@@ -405,10 +405,11 @@ def _too_large(limit: int) -> HttpError:
     )  # fmt: skip
 
 
-def _start_failed(model: str, exc: EngineError) -> HttpError:
+def _start_failed(model: str, exc: CorralError) -> HttpError:
     """Every request waiting on a failed start gets this: the reason and the last lines."""
-    lines = "\n".join(exc.log_tail[-10:])
+    lines = "\n".join(getattr(exc, "log_tail", [])[-10:])
     text = f"`{model}` could not be started: {exc.message}"
+    text += f" (hint: {exc.hint})" if exc.hint else ""
     text += f"\nlast engine log lines:\n{lines}" if lines else ""
     return HttpError(503, text, code="start_failed", headers={"Retry-After": "10"})
 

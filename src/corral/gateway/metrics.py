@@ -194,6 +194,8 @@ def on_demand_lines(stats: OnDemandStats) -> Iterable[str]:
         ("corral_on_demand_starts_total", "On-demand starts a request asked for.", stats.starts),
         ("corral_on_demand_idle_stops_total", "Stops after idle_stop.", stats.idle_stops),
         ("corral_on_demand_evictions_total", "Stops to make room on the host.", stats.evictions),
+        ("corral_on_demand_sleeps_total", "Idle engines put to sleep (sleep mode).", stats.sleeps),
+        ("corral_on_demand_wakes_total", "Sleeping engines woken by a request.", stats.wakes),
     )
     for name, text, table in tables:
         counter = Counter(name, text, ("deployment",))

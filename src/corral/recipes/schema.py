@@ -139,6 +139,18 @@ class ReferenceFigure(Strict):
     note: str = ""
 
 
+class SleepMode(Strict):
+    """vLLM's sleep mode (`--enable-sleep-mode`; POST /sleep?level=N, /wake_up, served
+    with VLLM_SERVER_DEV_MODE=1): an idle on-demand deployment sleeps instead of stopping,
+    and the next request wakes it. Used only when `safe` for this recipe's hardware."""
+
+    safe: bool = Field(description="sleep instead of stop/start on this recipe's hardware")
+    level: Literal[1, 2] = Field(
+        default=1, description="1: weights offloaded to host memory; 2: weights discarded"
+    )
+    reason: str = Field(description="why it is (or is not) safe here, with the source")
+
+
 class ModelNotes(Strict):
     """What the report's model specifications section says beyond what the files show."""
 
@@ -173,6 +185,9 @@ class Recipe(Strict):
     capabilities: Capabilities = Field(default_factory=Capabilities)
     model: ModelNotes = Field(default_factory=ModelNotes)
     known_issues: list[KnownIssue] = Field(default_factory=list)
+    sleep_mode: SleepMode | None = Field(
+        default=None, description="vLLM sleep mode for idle on-demand stops (see SleepMode)"
+    )
     reference_figures: list[ReferenceFigure] = Field(default_factory=list)
     sources: list[str | Source] = Field(default_factory=list)
     parallel: Parallel = Field(default_factory=Parallel)

@@ -481,7 +481,9 @@ def history(book: Logbook) -> list[str]:
 
 
 def _history_entry(run: RunRecord, previous: RunRecord | None) -> list[str]:
-    lines = [f"### {when(run.row['started_at'])}: run {run.id} ({run.row['state']})"]
+    lines = [f"### {when(run.row['started_at'])}: run {run.id} ({_ended_as(run)})"]
+    if run.config.get("on_demand"):
+        lines.append("- **Started**: on demand, by a request naming it")
     lines.append(
         f"- **Recipe**: {run.launch.recipe if run.launch else '—'}; engine {_engine_line(run)}"
     )
@@ -492,6 +494,16 @@ def _history_entry(run: RunRecord, previous: RunRecord | None) -> list[str]:
     for event in run.events:
         lines.append(f"- {when(event['at'])} {event['kind']}: {event['detail']}")
     return lines
+
+
+def _ended_as(run: RunRecord) -> str:
+    """The run's state; `evicted` or `stopped for idleness` when its stop event says so."""
+    stops = [e["detail"] for e in run.events if e["kind"] == "stop"]
+    if run.row["state"] != "stopped" or not stops:
+        return str(run.row["state"])
+    if stops[-1].startswith("evicted"):
+        return "evicted"
+    return "stopped for idleness" if stops[-1].startswith("idle for") else "stopped"
 
 
 def _changes(before: RunRecord, after: RunRecord) -> str:
