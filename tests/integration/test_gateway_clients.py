@@ -47,7 +47,9 @@ def validator(root: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-@pytest.fixture(scope="module", params=["vllm", "llama-server"])
+@pytest.fixture(
+    scope="module", params=["vllm", pytest.param("llama-server", marks=pytest.mark.llama)]
+)
 def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(engine kind, base URL) of a real engine serving the default model."""
     name = {"vllm": "vllm_engine", "llama-server": "llama_server_engine"}[request.param]
@@ -60,9 +62,12 @@ def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def _gateway(engine: tuple[str, str], mode: str, **settings: Any) -> Iterator[GatewayServer]:
     kind, base_url = engine
+    # SmolLM2's chat template has no tool format: llama-server answers tools in text
+    # (docs/llama-server.md), so its deployments declare `tools: false`.
+    caps = Capabilities(context_length=4096, tools=kind != "llama-server")
     policy = Policy(
         served_name="smollm2-135m-instruct", aliases=("default",),
-        capabilities=Capabilities(context_length=4096), engine=kind,
+        capabilities=caps, engine=kind,
     )  # fmt: skip
     replica = Replica(
         id=f"{kind}-0", served_name="smollm2-135m-instruct", base_url=base_url,
