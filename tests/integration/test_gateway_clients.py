@@ -311,14 +311,33 @@ def _events(http: httpx.Client, path: str, body: dict[str, Any]) -> list[dict[st
 
 # -- tokens, bad input, limits ---------------------------------------------------------
 def test_tokenize_and_detokenize_through_the_gateway(auto_gateway: GatewayServer) -> None:
+    """One shape (vLLM's) whichever engine serves it: llama-server's is translated."""
     headers = {"Authorization": f"Bearer {KEY}"}
+    asked = {"model": "default", "prompt": "Hello world", "return_token_strs": True}
     with httpx.Client(base_url=auto_gateway.url, headers=headers, timeout=60) as http:
-        tokens = http.post("/tokenize", json={"model": "default", "prompt": "Hello world"}).json()
+        tokens = http.post("/tokenize", json=asked).json()
         text = http.post("/detokenize", json={"model": "default", "tokens": tokens["tokens"]})
+        bad = http.post("/detokenize", json={"model": "default", "tokens": "1 2"})
         anonymous = httpx.post(auto_gateway.url + "/tokenize", json={"model": "default"})
     assert tokens["count"] == len(tokens["tokens"]) > 0
+    assert all(isinstance(t, int) for t in tokens["tokens"])
+    assert tokens["max_model_len"] == 4096
+    assert len(tokens["token_strs"]) == tokens["count"]
     assert text.json()["prompt"] == "Hello world"
+    assert bad.status_code in (400, 422)  # the gateway's 400 (llama-server) or vLLM's own
     assert anonymous.status_code == 401
+
+
+def test_tokenize_a_chat_on_llama_server_is_a_400(
+    engine: tuple[str, str], auto_gateway: GatewayServer
+) -> None:
+    if engine[0] != "llama-server":
+        pytest.skip("vLLM tokenizes a chat itself")
+    body = {"model": "default", "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(auto_gateway.url + "/tokenize", json=body,
+                        headers={"Authorization": f"Bearer {KEY}"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "messages"
 
 
 def test_unmappable_bodies_are_400s_naming_the_field(gateway: GatewayServer) -> None:
