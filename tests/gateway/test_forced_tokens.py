@@ -127,6 +127,15 @@ def test_llama_servers_tokenize_in_vllms_shape() -> None:
                       "token_strs": ["Hello", " world"]}  # fmt: skip
 
 
+def test_llama_servers_own_tokenize_body_is_accepted() -> None:
+    shape = tokens.for_engine("llama-server", "/tokenize", 4096)
+    assert shape is not None
+    asked = shape.request({"model": "m", "content": "Hello", "add_special": True})
+    assert asked == {"content": "Hello", "add_special": True, "with_pieces": False}
+    assert shape.request({"model": "m", "content": "Hello"})["add_special"] is False
+    assert shape.answer({"tokens": [19556]})["tokens"] == [19556]
+
+
 def test_llama_servers_detokenize_and_its_refusals() -> None:
     shape = tokens.for_engine("llama-server", "/detokenize", 4096)
     assert shape is not None

@@ -8,6 +8,8 @@ tools/server/README.md; measured here) is `{"content", "add_special", "with_piec
 `{"tokens": [ids]}` or `[{"id", "piece"}]`, and `{"tokens"}` → `{"content"}`; it answers
 vLLM's body with `{"tokens": []}` and a 200, so the gateway translates both ways.
 llama-server's /tokenize takes text only: a chat (`messages`) is a 400 naming the field.
+llama-server's own body (`content`, `add_special`, `with_pieces`) is accepted too, with its
+defaults (verify sends it), and answered in the gateway's shape.
 
     shape = tokens.for_engine("llama-server", path, context_length)   # None: pass through
     body = shape.request(payload)           # 400s here
@@ -48,11 +50,13 @@ class LlamaTokens:
                 "this deployment's engine (llama-server) tokenizes text only: "
                 "send `prompt` (the chat rendered with its template)",
             )
-        prompt = payload.get("prompt")
+        native = "prompt" not in payload and "content" in payload  # llama-server's own body
+        prompt = payload.get("content" if native else "prompt")
         if not isinstance(prompt, str):
-            raise field_error("prompt", "must be a string")
-        self.pieces = payload.get("return_token_strs") is True
-        add_special = payload.get("add_special_tokens", True) is not False
+            raise field_error("content" if native else "prompt", "must be a string")
+        self.pieces = payload.get("with_pieces" if native else "return_token_strs") is True
+        special = payload.get("add_special" if native else "add_special_tokens", not native)
+        add_special = special is True
         return {"content": prompt, "add_special": add_special, "with_pieces": self.pieces}
 
     def answer(self, answer: dict[str, Any]) -> dict[str, Any]:
