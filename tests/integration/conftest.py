@@ -117,5 +117,6 @@ def llama_deployed(
 @pytest.fixture(scope="session")
 def llama_server_engine(llama_deployed: LlamaDeployed) -> LlamaDeployed:
     """The session's one real llama-server, for tests that need an engine by `base_url`
-    (the gateway's client tests); it is `llama_deployed`, not a second engine."""
+    (the gateway's client tests); it is `llama_deployed`, not a second engine. The last
+    test of test_llama_server.py stops it, so a module using it must sort before that one."""
     return llama_deployed
