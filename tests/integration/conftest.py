@@ -112,3 +112,11 @@ def llama_deployed(
     finally:
         deployed.corral("stop", LLAMA_NAME, timeout=60)
         end_leftovers(deployed.home, LLAMA_NAME)
+
+
+@pytest.fixture(scope="session")
+def llama_server_engine(llama_deployed: LlamaDeployed) -> LlamaDeployed:
+    """The session's one real llama-server, for tests that need an engine by `base_url`
+    (the gateway's client tests); it is `llama_deployed`, not a second engine. The last
+    test of test_llama_server.py stops it, so a module using it must sort before that one."""
+    return llama_deployed

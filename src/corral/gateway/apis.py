@@ -1,7 +1,8 @@
 """The client APIs on top of the engine's: which path a request takes, and what is remembered.
 
     front = ApiFront(settings.apis)
-    translation = front.prepare("responses", replica.engine, payload, requested)  # or None
+    translation = front.prepare("responses", replica.engine, payload, requested,
+                                tools=policy.capabilities.tools)  # or None
     front.restore_reasoning(payload)        # chat requests: gpt-oss tool turns (store.py)
     front.remember(message)                 # after an answer with tool calls and reasoning
 
@@ -15,11 +16,12 @@ from typing import Any, Literal
 
 from corral.config import ApiSettings
 from corral.gateway.translate import modes
+from corral.gateway.translate.forced import Forced, ForcedTool
 from corral.gateway.translate.messages import MessagesTranslation
 from corral.gateway.translate.responses import ResponsesTranslation
 from corral.gateway.translate.store import ReasoningMemory, ResponseStore
 
-Translation = ResponsesTranslation | MessagesTranslation
+Translation = ResponsesTranslation | MessagesTranslation | Forced
 Api = Literal["chat", "completions", "responses", "messages", "other"]
 
 
@@ -30,9 +32,20 @@ class ApiFront:
         self.reasoning = ReasoningMemory(settings.reasoning_memory, settings.retention_seconds)
 
     def prepare(
-        self, api: Api, engine: str, payload: dict[str, Any], requested: str
+        self, api: Api, engine: str, payload: dict[str, Any], requested: str, *, tools: bool
     ) -> Translation | None:
-        """The translation for this request, or None to pass it through (400s raised here)."""
+        """The translation for this request, or None to pass it through (400s raised here).
+        `tools`: whether the deployment's model calls tools; if not, a forced tool is
+        answered as schema-constrained JSON (forced.py)."""
+        translation = self._translation(api, engine, payload, requested)
+        if translation is None or tools:
+            return translation
+        forced = ForcedTool.of(translation.chat_request())
+        return translation if forced is None else Forced(translation, forced)
+
+    def _translation(
+        self, api: Api, engine: str, payload: dict[str, Any], requested: str
+    ) -> ResponsesTranslation | MessagesTranslation | None:
         if api == "responses":
             retained = self.responses.get(str(payload.get("previous_response_id"))) is not None
             if modes.translates(api, self.settings.responses, engine, payload, retained):

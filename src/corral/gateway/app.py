@@ -38,7 +38,7 @@ from corral.gateway.proxy import CLIENT_CLOSED, JSON_HEADERS, Exchange, Upstream
 from corral.gateway.ratelimit import NO_LEASE, KeyLimiter, Lease
 from corral.gateway.routing import CatalogEntry, Route, Router
 from corral.gateway.starting import StartNotice
-from corral.gateway.translate import messages
+from corral.gateway.translate import messages, tokens
 from corral.gateway.usage import UsageRecorder
 
 log = logging.getLogger("corral.gateway")
@@ -319,10 +319,16 @@ class Gateway:
         limits.drop_engine_fields(payload, policy.limits.allowed_fields)
         stream = payload.get("stream") is True
         wants_usage = limits.wants_usage(payload)
-        translation = self.front.prepare(endpoint.api, policy.engine, payload, route.requested)
+        translation = self.front.prepare(
+            endpoint.api, policy.engine, payload, route.requested,
+            tools=policy.capabilities.tools,
+        )  # fmt: skip
         path, rewrite = endpoint.path, endpoint.rewrite
         if translation is not None:
             payload, path, rewrite = translation.chat_request(), "/v1/chat/completions", True
+        shape = tokens.for_engine(policy.engine, path, policy.capabilities.context_length)
+        if shape is not None:
+            payload = shape.request(payload)
         remember = policy.capabilities.reasoning and (
             translation is not None or endpoint.api == "chat"
         )
@@ -337,6 +343,7 @@ class Gateway:
             deadline=asyncio.get_running_loop().time() + timeouts.total,
             translation=translation, on_answer=self.front.remember if remember else None,
             anthropic=endpoint.api == "messages",
+            reshape=shape.answer if shape is not None else None,
         )  # fmt: skip
 
     async def _admitted(self, request: web.BaseRequest, ex: Exchange) -> web.StreamResponse:

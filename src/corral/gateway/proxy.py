@@ -100,6 +100,8 @@ class Exchange:
     translation: Translation | None = None  # Responses/Messages served through chat
     on_answer: Callable[[dict[str, Any]], None] | None = None  # sees the chat answer
     anthropic: bool = False  # errors in Anthropic's shape
+    reshape: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # tokens.py: an
+    # engine's own /tokenize answer in the gateway's shape
     early: web.StreamResponse | None = None  # already started (on-demand start comments)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
@@ -305,7 +307,9 @@ class Upstream:
         if ex.translation is not None:
             return web.Response(status=200, body=self._translate_whole(ex, raw),
                                 headers=JSON_HEADERS)  # fmt: skip
-        if ex.rewrite and content_type.startswith("application/json"):
+        if ex.reshape is not None:
+            raw, content_type = self._reshape(ex.reshape, raw), "application/json"
+        elif ex.rewrite and content_type.startswith("application/json"):
             raw = self._rewrite_whole(ex, raw)
         else:
             read_usage({"usage": codec.usage_of(raw)}, ex.tokens)
@@ -329,6 +333,16 @@ class Upstream:
         normalize(obj, ex.route.requested)
         self._seen(ex, obj)
         return codec.dumps(ex.translation.from_chat(obj))
+
+    def _reshape(self, reshape: Callable[[dict[str, Any]], dict[str, Any]], raw: bytes) -> bytes:
+        try:
+            obj = codec.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise HttpError(502, "the engine's answer is not a JSON object",
+                            code="engine_bad_answer")  # fmt: skip
+        return codec.dumps(reshape(obj))
 
     def _seen(self, ex: Exchange, answer: dict[str, Any]) -> None:
         if ex.on_answer is None:

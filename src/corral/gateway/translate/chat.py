@@ -111,6 +111,16 @@ def required_choice(tools: list[dict[str, Any]]) -> Any:
     return "required"
 
 
+def function_tool(
+    name: Any, parameters: dict[str, Any], description: Any, *, strict: bool
+) -> dict[str, Any]:
+    """A chat `function` tool (both APIs send their tools as these)."""
+    function = {"name": name, "parameters": parameters, "strict": strict}
+    if description:
+        function["description"] = description
+    return {"type": "function", "function": function}
+
+
 def field_error(param: str, message: str) -> HttpError:
     """400 for a body the translator cannot map, naming the field (never a 500)."""
     return HttpError(400, f"`{param}`: {message}", param=param, code="unsupported_field")

@@ -22,17 +22,7 @@ import json
 from typing import Any
 
 from corral.gateway import codec
-from corral.gateway.translate.chat import (
-    Piece,
-    PieceWriter,
-    copy_sampling,
-    field_error,
-    message_of,
-    new_id,
-    reasoning_of,
-    required_choice,
-    usage_of,
-)
+from corral.gateway.translate import chat
 
 SAMPLING = ("temperature", "top_p", "top_k")
 STOP_REASONS = {
@@ -86,7 +76,7 @@ class MessagesTranslation:
     def __init__(self, payload: dict[str, Any], requested: str) -> None:
         self.payload = payload
         self.requested = requested
-        self.id = new_id("msg_")
+        self.id = chat.new_id("msg_")
         self.chat = self._chat()  # raises the 400s before anything is sent
 
     def chat_request(self) -> dict[str, Any]:
@@ -96,34 +86,36 @@ class MessagesTranslation:
         p = self.payload
         for name in p:
             if name not in KNOWN:
-                raise field_error(name, "this field cannot be translated for a chat-only engine")
-        chat: dict[str, Any] = {"model": self.requested, "messages": self._messages()}
+                raise chat.field_error(
+                    name, "this field cannot be translated for a chat-only engine"
+                )
+        body: dict[str, Any] = {"model": self.requested, "messages": self._messages()}
         if p.get("max_tokens") is not None:
-            chat["max_tokens"] = p["max_tokens"]
-        copy_sampling(p, chat, SAMPLING)
+            body["max_tokens"] = p["max_tokens"]
+        chat.copy_sampling(p, body, SAMPLING)
         if p.get("stop_sequences"):
-            chat["stop"] = list(p["stop_sequences"])
+            body["stop"] = list(p["stop_sequences"])
         if p.get("tools"):
-            chat["tools"] = [_chat_tool(i, t) for i, t in enumerate(p["tools"])]
+            body["tools"] = [_chat_tool(i, t) for i, t in enumerate(p["tools"])]
         if p.get("tool_choice") is not None:
-            _tool_choice(p["tool_choice"], chat)
+            _tool_choice(p["tool_choice"], body)
         if p.get("stream") is True:
-            chat["stream"] = True
-        return chat
+            body["stream"] = True
+        return body
 
     def _messages(self) -> list[dict[str, Any]]:
         out = _system(self.payload.get("system"))
         messages = self.payload.get("messages")
         if not isinstance(messages, list):
-            raise field_error("messages", "must be a list of messages")
+            raise chat.field_error("messages", "must be a list of messages")
         for i, message in enumerate(messages):
             out.extend(_message(i, message))
         return out
 
     # -- answer ------------------------------------------------------------------------
     def from_chat(self, answer: dict[str, Any]) -> dict[str, Any]:
-        message, finish = message_of(answer)
-        prompt, completion, _ = usage_of(answer)
+        message, finish = chat.message_of(answer)
+        prompt, completion, _ = chat.usage_of(answer)
         content = content_blocks(message)
         return {
             "id": self.id,
@@ -154,23 +146,23 @@ def _system(system: Any) -> list[dict[str, Any]]:
     if isinstance(system, str):
         return [{"role": "system", "content": system}]
     if not isinstance(system, list):
-        raise field_error("system", "must be a string or a list of text blocks")
+        raise chat.field_error("system", "must be a string or a list of text blocks")
     texts = []
     for i, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise field_error(f"system[{i}].type", "only text blocks are supported")
+            raise chat.field_error(f"system[{i}].type", "only text blocks are supported")
         texts.append(str(block.get("text", "")))
     return [{"role": "system", "content": "\n\n".join(texts)}]
 
 
 def _message(i: int, message: Any) -> list[dict[str, Any]]:
     if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-        raise field_error(f"messages[{i}].role", "must be `user` or `assistant`")
+        raise chat.field_error(f"messages[{i}].role", "must be `user` or `assistant`")
     role, content = message["role"], message.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
-        raise field_error(f"messages[{i}].content", "must be a string or a list of blocks")
+        raise chat.field_error(f"messages[{i}].content", "must be a string or a list of blocks")
     if role == "assistant":
         return [_assistant(i, content)]
     return _user(i, content)
@@ -189,7 +181,7 @@ def _assistant(i: int, blocks: list[Any]) -> dict[str, Any]:
         elif kind == "tool_use":
             message.setdefault("tool_calls", []).append(_call(block))
         else:
-            raise field_error(
+            raise chat.field_error(
                 f"messages[{i}].content[{j}].type",
                 f"{kind!r} blocks are not supported in assistant turns",
             )
@@ -220,7 +212,7 @@ def _user(i: int, blocks: list[Any]) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image(where, block.get("source")))
         else:
-            raise field_error(f"{where}.type", f"{kind!r} blocks are not supported")
+            raise chat.field_error(f"{where}.type", f"{kind!r} blocks are not supported")
     if not parts:
         return results
     if all(part["type"] == "text" for part in parts):
@@ -234,7 +226,7 @@ def _tool_result(where: str, block: dict[str, Any]) -> dict[str, Any]:
         texts = []
         for k, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise field_error(f"{where}.content[{k}].type", "only text is supported here")
+                raise chat.field_error(f"{where}.content[{k}].type", "only text is supported here")
             texts.append(str(part.get("text", "")))
         content = "\n".join(texts)
     if block.get("is_error"):
@@ -248,46 +240,45 @@ def _image(where: str, source: Any) -> dict[str, Any]:
     elif isinstance(source, dict) and source.get("type") == "url":
         url = str(source.get("url"))
     else:
-        raise field_error(f"{where}.source", "images must be base64 or url sources")
+        raise chat.field_error(f"{where}.source", "images must be base64 or url sources")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _chat_tool(i: int, tool: Any) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
         kind = tool.get("type") if isinstance(tool, dict) else tool
-        raise field_error(
+        raise chat.field_error(
             f"tools[{i}].type",
             f"server tools ({kind!r}) cannot run on this "
             "engine; only custom tools with an input_schema",
         )
     if not isinstance(tool.get("input_schema"), dict):
-        raise field_error(f"tools[{i}].input_schema", "a tool needs a JSON Schema object")
-    function = {"name": tool.get("name"), "parameters": tool["input_schema"], "strict": True}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
+        raise chat.field_error(f"tools[{i}].input_schema", "a tool needs a JSON Schema object")
+    return chat.function_tool(
+        tool.get("name"), tool["input_schema"], tool.get("description"), strict=True
+    )
 
 
-def _tool_choice(choice: Any, chat: dict[str, Any]) -> None:
+def _tool_choice(choice: Any, body: dict[str, Any]) -> None:
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "auto":
-        chat["tool_choice"] = "auto"
+        body["tool_choice"] = "auto"
     elif kind == "any":
-        chat["tool_choice"] = required_choice(chat.get("tools") or [])
+        body["tool_choice"] = chat.required_choice(body.get("tools") or [])
     elif kind == "none":
-        chat["tool_choice"] = "none"
+        body["tool_choice"] = "none"
     elif kind == "tool" and choice.get("name"):
-        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        body["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     else:
-        raise field_error("tool_choice", f"{choice!r} is not supported")
+        raise chat.field_error("tool_choice", f"{choice!r} is not supported")
     if isinstance(choice, dict) and choice.get("disable_parallel_tool_use"):
-        chat["parallel_tool_calls"] = False
+        body["parallel_tool_calls"] = False
 
 
 # -- chat answer → content blocks ------------------------------------------------------
 def content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    thought = reasoning_of(message)
+    thought = chat.reasoning_of(message)
     if thought:
         blocks.append({"type": "thinking", "thinking": thought, "signature": ""})
     if message.get("content"):
@@ -316,7 +307,7 @@ def tool_input(arguments: Any) -> Any:
 
 
 # -- streaming -------------------------------------------------------------------------
-class MessagesWriter(PieceWriter):
+class MessagesWriter(chat.PieceWriter):
     """Chat chunks in, Anthropic stream events out. One open content block at a time."""
 
     def __init__(self, translation: MessagesTranslation) -> None:
@@ -361,7 +352,7 @@ class MessagesWriter(PieceWriter):
         }
         return [_event("message_start", {"message": message})]
 
-    def _piece(self, piece: Piece) -> list[bytes]:
+    def _piece(self, piece: chat.Piece) -> list[bytes]:
         if piece.kind == "reasoning":
             return [
                 *self._ensure("thinking", {"type": "thinking", "thinking": "", "signature": ""}),

@@ -25,6 +25,7 @@ class EngineApis:
     responses: bool = False
     messages: bool = False
     native_tool_schemas: bool = False
+    tokenizer: Literal["vllm", "llama-server"] = "vllm"  # the /tokenize body shape (tokens.py)
 
 
 @cache

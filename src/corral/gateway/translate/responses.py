@@ -29,6 +29,7 @@ from corral.gateway.translate.chat import (
     PieceWriter,
     copy_sampling,
     field_error,
+    function_tool,
     message_of,
     new_id,
     reasoning_of,
@@ -282,14 +283,11 @@ def _chat_tool(i: int, tool: Any) -> dict[str, Any]:
             f"tools of type {kind!r} are not supported "
             "(only `function` tools can be served by this engine)",
         )
-    function = {
-        "name": tool.get("name"),
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-        "strict": tool.get("strict", True) is not False,
-    }
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
+    parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+    return function_tool(
+        tool.get("name"), parameters, tool.get("description"),
+        strict=tool.get("strict", True) is not False,
+    )  # fmt: skip
 
 
 def _chat_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
