@@ -95,6 +95,8 @@ def tune_command(  # noqa: PLR0917  (a Typer command: one parameter per option)
     if apply:
         _apply(config, deployment, outcomes, verdict, console)
     if state == "nothing-fits":
+        console.print("nothing restarted: no candidate but `current` fits (the planner's "
+                      "reason for each is in the table)")  # fmt: skip
         raise typer.Exit(2)
 
 

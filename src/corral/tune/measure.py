@@ -75,7 +75,17 @@ def figures(levels: list[dict[str, Any]], objective: Objective) -> dict[str, Any
     }
     if not passing and first:
         out["miss"] = _miss(first, objective)
+        out["miss_ratio"] = miss_ratio(first, objective)
     return out
+
+
+def miss_ratio(level: dict[str, Any], objective: Objective) -> float:
+    """How far the level is from the SLO: the largest seen ÷ limit at the SLO's percentile
+    (1.0 = just meets it), so candidates that all miss can be ranked by how close they came."""
+    key = f"p{round(objective.share * 100)}"
+    ratios = [((level.get(name) or {}).get(key) or 0.0) / limit
+              for name, limit in objective.slo.as_dict().items() if limit]  # fmt: skip
+    return max(ratios, default=1.0)
 
 
 def _miss(level: dict[str, Any], objective: Objective) -> str:
@@ -115,4 +125,5 @@ def measure(endpoint: Endpoint, workload: Workload, objective: Objective,
         "decode_tok_s": statistics.median(decodes) if decodes else None,
         "repeats": runs,
         "miss": runs[-1].get("miss"),
+        "miss_ratio": runs[-1].get("miss_ratio"),
     }

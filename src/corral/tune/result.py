@@ -32,8 +32,10 @@ def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         return {"winner": None, "note": "no candidate was measured"}
     best = measured[0]
     if best["goodput"] <= 0:
-        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in measured[:3])
-        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}"}
+        nearest = sorted(measured, key=lambda o: o.get("miss_ratio") or float("inf"))[:3]
+        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in nearest)
+        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}",
+                "closest": [o["name"] for o in nearest]}  # fmt: skip
     out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
     current = next((o for o in measured if o["name"] == "current"), None)
     if current is best:
