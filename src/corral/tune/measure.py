@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from corral.bench.client import Endpoint, build_payload
-from corral.bench.load import Request, Runner, run_async
+from corral.bench.load import LevelRun, Request, Runner, run_async
 from corral.bench.prompts import ServerTokenizer, TokenCounter, fit_prompt, shared_prefix
 from corral.bench.serve import ServeSettings, level_result
 from corral.tune.workload import Objective, Workload
@@ -43,6 +43,29 @@ async def workload_requests(counter: TokenCounter, endpoint: Endpoint, workload:
     return out
 
 
+async def replay_requests(counter: TokenCounter, endpoint: Endpoint,
+                          workload: Workload) -> list[Request]:  # fmt: skip
+    """The recorded shapes in their order, each with a prompt of its length (seeded)."""
+    rng = random.Random(0)  # noqa: S311  (reproducible load, not secrets)
+    out = []
+    for shape in workload.shapes:
+        text, count = await fit_prompt(counter, shape.input, rng, chat=False)
+        payload = build_payload(endpoint, text, shape.output, ignore_eos=True, extra={})
+        out.append(Request(payload, shape.output, count))
+    return out
+
+
+async def _level(runner: Runner, counter: TokenCounter, workload: Workload, level: int,
+                 replayed: list[Request]) -> tuple[str, LevelRun]:  # fmt: skip
+    """One load level: the trace `level` times as fast, else a closed loop of `level`."""
+    if workload.arrivals:
+        offsets = [t / level for t in workload.arrivals]
+        return "speed", await runner.schedule(offsets, replayed, warmup=1)
+    n = workload.requests_at(level) + level
+    requests = await workload_requests(counter, runner.endpoint, workload, n, seed=level)
+    return "concurrency", await runner.concurrency(level, requests, warmup=level)
+
+
 async def sweep(
     endpoint: Endpoint, workload: Workload, objective: Objective
 ) -> list[dict[str, Any]]:
@@ -52,11 +75,10 @@ async def sweep(
     runner = Runner(endpoint)
     async with httpx.AsyncClient(timeout=60) as client:
         counter = ServerTokenizer(client, endpoint.base_url, endpoint.model)
+        replayed = await replay_requests(counter, endpoint, workload) if workload.arrivals else []
         for level in workload.levels:
-            n = workload.requests_at(level) + level
-            requests = await workload_requests(counter, endpoint, workload, n, seed=level)
-            run = await runner.concurrency(level, requests, warmup=level)
-            out.append(level_result(run, "concurrency", level, settings, None))
+            kind, run = await _level(runner, counter, workload, level, replayed)
+            out.append(level_result(run, kind, level, settings, None))
             if not level_passes(out[-1], objective):
                 break
     return out
