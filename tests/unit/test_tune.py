@@ -160,6 +160,17 @@ def test_verdict_calls_a_margin_inside_the_spread_a_tie() -> None:
     win = result.verdict([_outcome("current", 1.0, 0.03), _outcome("a", 1.5, 0.02)])
     assert (win["tie"], round(win["margin"], 2)) == (False, 0.5)
     assert "+50% over current, measured spread 3%: a win" in result.summary_line(win)
+    # the real run's shape: `current` met no level, the top two within their spread
+    close = result.verdict([_outcome("current", 0.0, 0.0), _outcome("a", 3.51, 0.04),
+                            _outcome("b", 3.48, 0.06)])  # fmt: skip
+    line = result.summary_line(close)
+    assert "current met the SLO at no load level" in line
+    assert "+1% over b, measured spread 6%: a tie" in line
+    assert (close["tie"], close["runner_tie"], close["tied_with_winner"]) == (
+        False,
+        True,
+        ["a", "b"],
+    )
     far, near = _outcome("current", 0.0, None), _outcome("a", 0.0, None)
     far["miss_ratio"], near["miss_ratio"] = 3.0, 1.2
     none = result.verdict([far, near, _outcome("b", 0.0, None)])
