@@ -292,6 +292,11 @@ class GatewaySettings(Strict):
     usage_flush_seconds: float = Field(
         default=5.0, gt=0, description="how often per-key usage is written to the ledger"
     )
+    record_shapes: Path | None = Field(
+        default=None,
+        description="append each request's shape (token counts, arrival time; never content) "
+        "to this JSONL file, for `corral tune --workload replay:FILE`",
+    )
     admin_keys: list[str] = Field(
         default_factory=list,
         description="names of API keys that may act (stop, deploy, ...) from the web console",

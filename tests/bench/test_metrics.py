@@ -7,7 +7,7 @@ import pytest
 
 from corral.bench import metrics as m
 from corral.bench.client import record_event
-from corral.bench.timeline import Timeline, Usage
+from corral.bench.timeline import KIND_CODES, Timeline, Usage
 from corral.errors import BenchError
 
 
@@ -30,8 +30,9 @@ def timeline(
         max_tokens=max_tokens,
         warmup=warmup,
     )
+    names = {code: kind for kind, code in KIND_CODES.items()}
     for i, kind in enumerate(kinds or "c" * n):
-        tl.add_chunk(sent + ttft + itl * i, {"c": "content", "r": "reasoning", "t": "tool"}[kind])  # type: ignore[arg-type]
+        tl.add_chunk(sent + ttft + itl * i, names[kind])
     tl.usage = usage if usage is not None else Usage(prompt_tokens=50, completion_tokens=n)
     tl.end = tl.chunk_times[-1] + 0.001 if tl.chunk_times else sent
     return tl
@@ -68,6 +69,15 @@ def test_reasoning_tokens_count_and_are_shown_apart() -> None:
     assert rm.ttfvt == pytest.approx(0.2 + 4 * 0.02)
     # seed-style rate counts reasoning too: 10 tokens over the whole request
     assert rm.seed_tok_s == pytest.approx(10 / 0.38)
+
+
+def test_an_empty_token_step_ends_ttft_but_not_ttfvt() -> None:
+    """vLLM streams a chunk per token step, its text empty when the token decodes to
+    nothing yet: the token was generated then (TTFT), but nothing was visible (TTFVT)."""
+    rm = m.request_metrics(timeline(kinds="eccc", usage=Usage(completion_tokens=4)))
+    assert rm is not None
+    assert rm.ttft == pytest.approx(0.2)
+    assert rm.ttfvt == pytest.approx(0.2 + 0.02)
 
 
 def test_reasoning_share_estimated_from_chunks_when_usage_has_no_details() -> None:
@@ -203,6 +213,11 @@ def test_steady_rate_is_none_when_the_window_is_too_short() -> None:
         ({"choices": [{"delta": {"reasoning_content": "hm", "content": None}}]}, ["r"]),
         ({"choices": [{"delta": {"tool_calls": [{"index": 0}]}}]}, ["t"]),
         ({"choices": [{"text": "tok "}]}, ["c"]),
+        # a token step whose text is empty (special token, half a character): vLLM sends it
+        ({"choices": [{"text": ""}]}, ["e"]),
+        ({"choices": [{"delta": {"content": ""}}]}, ["e"]),
+        ({"choices": [{"text": "", "finish_reason": "stop"}]}, []),
+        ({"choices": [{"delta": {}, "finish_reason": "stop"}]}, []),
         ({"choices": [], "usage": {"completion_tokens": 3}}, []),
     ],
 )

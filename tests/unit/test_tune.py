@@ -9,7 +9,8 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -40,7 +41,8 @@ def test_default_vllm_space_varies_batching_and_sequences() -> None:
     assert ("--max-num-batched-tokens", "256") in args
     assert ("--max-num-seqs", "4") in args
     assert ("--no-enable-chunked-prefill",) in args
-    kv = next(c for c in cands if c.fields)
+    assert len(cands) >= 7  # the done-when: at least six candidates besides `current`
+    kv = candidates_of({"axes": {"kv_cache_gib": {"values": [2]}}}, "vllm")[1]
     assert kv.apply(Deployment(name="d", model="m")).kv_cache_gib == 2
 
 
@@ -93,11 +95,56 @@ def test_planner_check_on_the_default_model(tmp_path: Path, default_model_path: 
     assert reason is None
     # 1 GiB of KV for SmolLM2 (30 layers × K,V × 3 heads × 64 × 2 bytes = 23,040 bytes a
     # token): 46,603 tokens, 2,912 whole blocks of 16 = 46,592.
-    assert "KV 46,592 tokens: 80 requests of 576 tokens" in figures  # the longest shape
+    assert "KV 46,592 tokens: 85 requests of 544 tokens" in figures  # the longest shape
     huge = Workload("huge", "", (Shape(30000, 10),), (1,))
     reason, _ = fit.check(prepared, Candidate("current"), huge)
     assert reason is not None
     assert "30010-token requests exceed max_model_len 4096" in reason
+
+
+def test_llama_slots_fit_the_workload() -> None:
+    """llama-server: a split pool (ctx ÷ slots) or a shared one (--kv-unified)."""
+    argv = ("llama-server", "--ctx-size", "16384", "--parallel", "4", "--kv-unified",
+            "--kv-unified-per-slot", "4096")  # fmt: skip
+    prepared = cast(Prepared, SimpleNamespace(launch=SimpleNamespace(argv=argv)))
+    chat = load_workload("chat")
+    space = {"axes": {"parallel": {"values": [8]}, "ctx_size": {"values": [512]}}}
+    current, eight, small = candidates_of(space, "llama-server")
+    assert fit.llama_slots(prepared, current, chat) == (
+        None, "KV pool 16,384 tokens, 4 slots: 4 requests of 544 at once")  # fmt: skip
+    assert "8 slots: 8 requests" in fit.llama_slots(prepared, eight, chat)[1]
+    reason, _ = fit.llama_slots(prepared, small, chat)
+    assert reason == (
+        "a slot holds 512 tokens (--ctx-size 512 over 4 slots); the workload's requests need 544"
+    )
+    split = cast(Prepared, SimpleNamespace(launch=SimpleNamespace(argv=argv[:5])))
+    assert fit.llama_slots(split, eight, chat)[0] is None  # 2,048 a slot holds 544
+    assert fit.llama_slots(split, eight, load_workload("long-context"))[0] == (
+        "a slot holds 2,048 tokens (--ctx-size 16,384 over 8 slots); "
+        "the workload's requests need 2,080")  # fmt: skip
+
+
+def test_nothing_fits_restarts_nothing_and_says_why(
+    tmp_path: Path, default_model_path: Path
+) -> None:
+    """Through the CLI: every candidate ruled out → each reason shown, exit 2, no engine run."""
+    from tests.support.corral_cli import corral, default_config_file
+
+    config = default_config_file(tmp_path, default_model_path, 18999)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"candidates": [
+        {"name": "no-chunk", "settings": {"enable_chunked_prefill": False,
+                                          "max_num_batched_tokens": 512}},
+        {"name": "seqs", "settings": {"max_num_seqs": 64, "max_num_batched_tokens": 32}},
+    ]}))  # fmt: skip
+    done = corral("tune", "smollm2-135m-instruct", "--config", str(config), "--space", str(space))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "| no-chunk | skipped |" in done.stdout
+    assert "must be at least max_model_len 4096" in done.stdout
+    assert "max_num_batched_tokens 32 is below max_num_seqs 64" in done.stdout
+    assert "nothing restarted" in done.stderr
+    with open_ledger(tmp_path / "home" / "ledger.sqlite3") as opened:
+        assert runs_of(opened, "smollm2-135m-instruct") == []
 
 
 def _outcome(name: str, goodput: float, spread: float | None) -> dict[str, Any]:
@@ -113,9 +160,22 @@ def test_verdict_calls_a_margin_inside_the_spread_a_tie() -> None:
     win = result.verdict([_outcome("current", 1.0, 0.03), _outcome("a", 1.5, 0.02)])
     assert (win["tie"], round(win["margin"], 2)) == (False, 0.5)
     assert "+50% over current, measured spread 3%: a win" in result.summary_line(win)
-    none = result.verdict([_outcome("current", 0.0, None), _outcome("a", 0.0, None)])
-    assert "no candidate met the SLO; closest: " in none["note"]
-    assert "a misses" in none["note"]
+    # the real run's shape: `current` met no level, the top two within their spread
+    close = result.verdict([_outcome("current", 0.0, 0.0), _outcome("a", 3.51, 0.04),
+                            _outcome("b", 3.48, 0.06)])  # fmt: skip
+    line = result.summary_line(close)
+    assert "current met the SLO at no load level" in line
+    assert "+1% over b, measured spread 6%: a tie" in line
+    assert (close["tie"], close["runner_tie"], close["tied_with_winner"]) == (
+        False,
+        True,
+        ["a", "b"],
+    )
+    far, near = _outcome("current", 0.0, None), _outcome("a", 0.0, None)
+    far["miss_ratio"], near["miss_ratio"] = 3.0, 1.2
+    none = result.verdict([far, near, _outcome("b", 0.0, None)])
+    assert "no candidate met the SLO; closest: a: a misses; current: " in none["note"]
+    assert none["closest"] == ["a", "current", "b"]  # by how much they miss, not measured
     assert result.pareto([(30, 1, "a"), (20, 2, "b"), (10, 1, "c")]) == {"a", "b"}
 
 
@@ -185,6 +245,8 @@ def test_search_restarts_measures_records_and_restores(tmp_path: Path, ledger: L
         assert by["ttft=0.01"]["goodput"] > 0
         assert by["ttft=0.6"]["goodput"] == 0.0  # every request misses the 300 ms TTFT
         assert "ttft p95" in by["ttft=0.6"]["miss"]
+        assert "vs 300 ms (+" in by["ttft=0.6"]["miss"]  # by how much it misses
+        assert by["ttft=0.6"]["miss_ratio"] > 1.5
         assert by["broken"]["status"] == "failed"
         assert "unrecognized arguments: --bogus" in by["broken"]["reason"]
         verdict = result.verdict(outcomes)

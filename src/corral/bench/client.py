@@ -96,20 +96,28 @@ def build_payload(
 
 
 def _classify(choice: dict[str, Any]) -> tuple[ChunkKind | None, str]:
-    """What a choice carries: (kind, text) — kind None for role-only or empty deltas."""
+    """What a choice carries: (kind, text). `empty` is a token step whose text is empty (a
+    special token, or the first bytes of a character the detokenizer holds back): the
+    engine sends a chunk per step, so it counts for TTFT, as in `vllm bench serve`. Kind
+    None: the role-only delta, or a closing choice with nothing but a finish reason."""
     delta = choice.get("delta")
     if delta is None:  # /v1/completions
-        text = choice.get("text") or ""
-        return ("content" if text else None), text
+        text = choice.get("text")
+        return _text_kind(text, choice), text or ""
     if delta.get("tool_calls"):
         return "tool", ""
-    content = delta.get("content")
-    if content:
-        return "content", content
     reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-    if reasoning:
+    if reasoning and not delta.get("content"):
         return "reasoning", reasoning
-    return None, ""
+    if "role" in delta:
+        return ("content" if delta.get("content") else None), delta.get("content") or ""
+    return _text_kind(delta.get("content"), choice), delta.get("content") or ""
+
+
+def _text_kind(text: str | None, choice: dict[str, Any]) -> ChunkKind | None:
+    if text:
+        return "content"
+    return "empty" if text == "" and not choice.get("finish_reason") else None
 
 
 def record_event(tl: Timeline, data: dict[str, Any], at: float, keep_text: bool) -> None:

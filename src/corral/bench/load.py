@@ -165,21 +165,38 @@ class Runner:
     ) -> LevelRun:
         """Open loop: Poisson arrivals at `rate`/s; all requests share one schedule."""
         rng = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+        offsets, due = [], 0.0
+        for _ in requests:
+            due += rng.expovariate(rate)
+            offsets.append(due)
+        run = await self.schedule(offsets, requests, warmup, max_concurrency=max_concurrency)
+        run.label = f"rate={rate:g}"
+        return run
+
+    async def schedule(
+        self,
+        offsets: Sequence[float],
+        requests: Sequence[Request],
+        warmup: int = 0,
+        *,
+        max_concurrency: int = 0,
+    ) -> LevelRun:
+        """Open loop: request i sent `offsets[i]` seconds after the start (a recorded
+        trace replayed, or Poisson arrivals), however many are in flight."""
         flight = InFlight()
         gate = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         async with make_session(max_concurrency) as session:
             with LagMonitor(self.clock) as lag:
-                start = self.clock()
-                due, tasks = start, []
-                for index, req in enumerate(requests):
-                    due += rng.expovariate(rate)
+                start, tasks = self.clock(), []
+                for index, (offset, req) in enumerate(zip(offsets, requests, strict=True)):
+                    due = start + offset
                     await _sleep_until(due, self.clock)
                     job = self._gated(
                         session, req, due, warmup=index < warmup, gate=gate, flight=flight
                     )
                     tasks.append(asyncio.ensure_future(job))
                 done = list(await asyncio.gather(*tasks))
-        return LevelRun(f"rate={rate:g}", done, distribution(lag.lags), flight.peak)
+        return LevelRun("schedule", done, distribution(lag.lags), flight.peak)
 
     async def _gated(
         self,

@@ -7,8 +7,8 @@ guidellm and aiperf):
   usage object defines it); reasoning tokens from `completion_tokens_details` shown
   separately. Without usage: a tokenizer over the returned text when one is given, else
   one token per token chunk — and the result says which (`source`).
-- TTFT: first token chunk (reasoning counts) − sent. TTFVT: first visible chunk (content
-  or tool call) − sent.
+- TTFT: first token chunk (reasoning and empty-text token steps count) − sent. TTFVT:
+  first visible chunk (content or tool call) − sent.
 - e2e: last token chunk − sent (the usage chunk and `[DONE]` are not output).
 - TPOT: (e2e − TTFT) / (tokens − 1); decode tok/s = 1 / TPOT.
 - seed tok/s: tokens / e2e — the seed write-up's "Tokens/sec" (TTFT folded in).
@@ -69,7 +69,7 @@ def ttft(tl: Timeline) -> float | None:
 def ttfvt(tl: Timeline) -> float | None:
     """Time to the first visible token: content or a tool call, not reasoning."""
     for at, kind in zip(tl.chunk_times, tl.kinds, strict=True):
-        if kind != "r":
+        if kind in {"c", "t"}:
             return at - tl.sent
     return None
 

@@ -8,8 +8,9 @@ so it can be tested on synthetic timelines.
       (queue delay)  (TTFT)      (decode: TPOT, chunk gaps)   (stream close)
 
 A *token chunk* is a stream event that carries generated output: visible content, reasoning
-(`reasoning` or `reasoning_content`), or a tool-call delta. The empty role chunk and the
-trailing usage chunk are not token chunks.
+(`reasoning` or `reasoning_content`), a tool-call delta, or a token step whose text is
+empty (`""` without a finish reason: a special token, or bytes of a character not yet
+complete). The role-only chunk and the trailing usage chunk are not token chunks.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ChunkKind = Literal["content", "reasoning", "tool"]
-KIND_CODES: dict[ChunkKind, str] = {"content": "c", "reasoning": "r", "tool": "t"}
+ChunkKind = Literal["content", "reasoning", "tool", "empty"]
+KIND_CODES: dict[ChunkKind, str] = {"content": "c", "reasoning": "r", "tool": "t", "empty": "e"}
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Usage:
 
 @dataclass
 class Timeline:
-    """One request as the client saw it. `kinds` holds one letter per token chunk: c/r/t."""
+    """One request as the client saw it. `kinds` holds one letter per token chunk: c/r/t/e."""
 
     scheduled: float
     sent: float = 0.0

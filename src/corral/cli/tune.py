@@ -37,7 +37,9 @@ def parse_duration(text: str) -> float:
 
 def tune_command(  # noqa: PLR0917  (a Typer command: one parameter per option)
     deployment: str = typer.Argument(..., help="deployment name from corral.yaml"),
-    workload: str = typer.Option("chat", "--workload", "-w", help="tiny, chat or long-context"),
+    workload: str = typer.Option(
+        "chat", "--workload", "-w", help="tiny, chat, long-context, or replay:FILE (a shape log)"
+    ),
     slo: str = typer.Option("ttft_p95=2s,tpot_p95=60ms", help="thresholds and percentile"),
     space: Path | None = typer.Option(
         None, "--space", help="search space YAML (default: the engine's)"
@@ -95,6 +97,8 @@ def tune_command(  # noqa: PLR0917  (a Typer command: one parameter per option)
     if apply:
         _apply(config, deployment, outcomes, verdict, console)
     if state == "nothing-fits":
+        console.print("nothing restarted: no candidate but `current` fits (the planner's "
+                      "reason for each is in the table)")  # fmt: skip
         raise typer.Exit(2)
 
 

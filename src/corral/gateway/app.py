@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from corral.bench.shapes import RequestShape, ShapeLog
 from corral.config import GatewaySettings, Role
 from corral.errors import CorralError, NoCapacity
 from corral.fleet import FleetView, OnDemand, Progress, all_replicas, pairs
@@ -111,6 +112,8 @@ class Gateway:
         self.front = ApiFront(settings.apis)
         self.limiter = KeyLimiter(clock)
         self.usage = usage or UsageRecorder(None)
+        # Request shapes for `corral tune --workload replay:` (lengths and timing only).
+        self.shapes = ShapeLog(settings.record_shapes) if settings.record_shapes else None
         self.engines = engines
         self.gpus = gpus
         # The web console (gateway/ui/) plugs in here; it does its own cookie auth.
@@ -368,6 +371,10 @@ class Gateway:
         self.limiter.release(lease, used)
         self.usage.add(labels[2], labels[0], status, tokens.prompt if tokens else 0,
                        tokens.completion if tokens else 0)  # fmt: skip
+        if self.shapes is not None and ex is not None and tokens is not None:
+            arrived = time.time() - (self.clock() - started)
+            self.shapes.add(RequestShape(arrived, labels[0], ex.path, tokens.prompt,
+                                         tokens.completion, status, ex.stream))  # fmt: skip
         if ex is None or ex.replica is None:
             return
         end = self.clock()

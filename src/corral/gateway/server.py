@@ -145,6 +145,8 @@ class GatewayServer:
             await self._runner.cleanup()
             self._runner = None
         await self.usage.stop()
+        if self.gateway is not None and self.gateway.shapes is not None:
+            self.gateway.shapes.close()
         await self._close_session()
 
     async def _close_session(self) -> None:

@@ -3,6 +3,7 @@ of the workload's requests does its KV cache hold at once?"""
 
 from __future__ import annotations
 
+from corral.deploy.planning import flag_value
 from corral.errors import CorralError
 from corral.recipes.prepare import Prepared
 from corral.tune.space import Candidate
@@ -26,10 +27,38 @@ def engine_rules(candidate: Candidate, max_len: int) -> str | None:
     return None
 
 
+def _last_flag(argv: tuple[str, ...], *names: str) -> str | None:
+    """The value of the last of `names` (long or short spelling) in argv."""
+    found = [(i, a) for i, a in enumerate(argv) if a in names or a.split("=")[0] in names]
+    return flag_value(argv[found[-1][0] :], found[-1][1].split("=")[0]) if found else None
+
+
+def llama_slots(prepared: Prepared, candidate: Candidate, workload: Workload
+                ) -> tuple[str | None, str]:  # fmt: skip
+    """llama-server's KV pool (`--ctx-size`) split over `--parallel` slots, or shared
+    (`--kv-unified`, each request up to `--kv-unified-per-slot`): does one of the workload's
+    longest requests fit a slot, and how many fit the pool at once?"""
+    argv = (*prepared.launch.argv, *candidate.args)
+    pool = int(_last_flag(argv, "--ctx-size", "-c") or 4096)
+    slots = int(_last_flag(argv, "--parallel", "-np") or 1)
+    if "--kv-unified" in argv:
+        per_slot = min(pool, int(_last_flag(argv, "--kv-unified-per-slot") or pool))
+    else:
+        per_slot = pool // slots
+    longest = workload.longest
+    if per_slot < longest:
+        return (f"a slot holds {per_slot:,} tokens (--ctx-size {pool:,} over {slots} slots); "
+                f"the workload's requests need {longest:,}"), ""  # fmt: skip
+    at_once = min(slots, pool // longest)
+    return None, f"KV pool {pool:,} tokens, {slots} slots: {at_once} requests of {longest} at once"
+
+
 def check(prepared: Prepared, candidate: Candidate, workload: Workload) -> tuple[str | None, str]:
     """(why it cannot fit or None, the planner's figures as a line)."""
+    if prepared.deployment.engine == "llama-server":
+        return llama_slots(prepared, candidate, workload)
     if prepared.deployment.engine != "vllm":
-        return None, "the planner models vLLM only: not checked"
+        return None, "the planner models vLLM and llama-server only: not checked"
     max_len = prepared.deployment.max_model_len or prepared.choice.recipe.defaults.max_model_len
     rule = engine_rules(candidate, max_len or 0)
     if rule is not None:

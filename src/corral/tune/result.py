@@ -32,24 +32,34 @@ def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         return {"winner": None, "note": "no candidate was measured"}
     best = measured[0]
     if best["goodput"] <= 0:
-        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in measured[:3])
-        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}"}
+        nearest = sorted(measured, key=lambda o: o.get("miss_ratio") or float("inf"))[:3]
+        closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in nearest)
+        return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}",
+                "closest": [o["name"] for o in nearest]}  # fmt: skip
     out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
     current = next((o for o in measured if o["name"] == "current"), None)
     if current is best:
         current = measured[1] if len(measured) > 1 else None
         out["note"] = "the current settings won"
     if current is not None:
-        noise = _noise(best, current)
-        margin = (
-            (best["goodput"] - current["goodput"]) / current["goodput"]
-            if current["goodput"]
-            else None
-        )
-        out |= {"against": current["name"], "margin": margin, "noise": noise,
-                "tie": margin is None or margin <= noise}  # fmt: skip
-        out["tied_with_winner"] = [o["name"] for o in measured if _within(o, best, noise)]
+        out |= _against(best, current, "")
+    runner_up = measured[1] if len(measured) > 1 else None
+    if runner_up is not None and runner_up is not current:
+        out |= _against(best, runner_up, "runner_")
+    noise = max(out.get("noise", 0.0), out.get("runner_noise", 0.0))
+    out["tied_with_winner"] = [o["name"] for o in measured if _within(o, best, noise)]
     return out
+
+
+def _against(best: dict[str, Any], other: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The winner's margin over `other`; a tie when inside the larger measured spread.
+    `other` meeting the SLO at no level: no margin, and not a tie."""
+    noise = _noise(best, other)
+    base = float(other["goodput"])
+    margin = (float(best["goodput"]) - base) / base if base else None
+    tie = margin is not None and margin <= noise
+    return {f"{prefix}against": other["name"], f"{prefix}margin": margin,
+            f"{prefix}noise": noise, f"{prefix}tie": tie}  # fmt: skip
 
 
 def _within(other: dict[str, Any], best: dict[str, Any], noise: float) -> bool:
@@ -81,13 +91,20 @@ def summary_line(v: dict[str, Any]) -> str:
     if v.get("winner") is None:
         return str(v.get("note", "no winner"))
     text = f"winner: {v['winner']} ({v['goodput']:.2f} req/s within the SLO)"
-    if v.get("margin") is not None:
-        verdict_word = "a tie" if v.get("tie") else "a win"
-        text += (f", {v['margin']:+.0%} over {v['against']}, measured spread {v['noise']:.0%}: "
-                 f"{verdict_word}")  # fmt: skip
+    for prefix in ("", "runner_"):
+        if f"{prefix}against" in v:
+            text += ", " + _margin_words(v, prefix)
     if v.get("note"):
         text += f"; {v['note']}"
     return text
+
+
+def _margin_words(v: dict[str, Any], prefix: str) -> str:
+    against, margin = v[f"{prefix}against"], v[f"{prefix}margin"]
+    if margin is None:
+        return f"{against} met the SLO at no load level"
+    word = "a tie" if v[f"{prefix}tie"] else "a win"
+    return f"{margin:+.0%} over {against}, measured spread {v[f'{prefix}noise']:.0%}: {word}"
 
 
 def plot(outcomes: list[dict[str, Any]], folder: Path) -> list[Path]:

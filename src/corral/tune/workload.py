@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from corral.bench.metrics import SLO, parse_slo
+from corral.bench.shapes import read_shapes
 from corral.errors import BenchError
 
 WORKLOADS = Path(__file__).with_name("workloads.yaml")
@@ -31,6 +32,9 @@ class Workload:
     per_level: int = 2
     min_requests: int = 4
     shared_prefix: int = 0
+    arrivals: tuple[float, ...] = ()
+    """A replayed trace: request i (shapes[i]) is sent arrivals[i] s after the start, the
+    gaps divided by each level (the speed-up); empty for the closed-loop workloads."""
 
     def requests_at(self, level: int) -> int:
         return max(self.min_requests, self.per_level * level)
@@ -41,10 +45,27 @@ class Workload:
         return max(s.input + s.output for s in self.shapes)
 
 
+REPLAY_SPEEDS = (1, 2, 4, 8)
+
+
+def replay_workload(path: Path) -> Workload:
+    """The gateway's recorded shapes (`gateway.record_shapes`) as a workload: the same
+    lengths in the same order at the recorded gaps, then 2, 4 and 8 times as fast."""
+    recorded = read_shapes(path)
+    shapes = tuple(Shape(r.prompt, max(1, r.completion)) for r in recorded)
+    arrivals = tuple(r.t - recorded[0].t for r in recorded)
+    return Workload(f"replay:{path}", f"{len(shapes)} requests recorded by the gateway",
+                    shapes, REPLAY_SPEEDS, arrivals=arrivals)  # fmt: skip
+
+
 def load_workload(name: str) -> Workload:
+    """A workload of workloads.yaml, or `replay:PATH` (a recorded shape log)."""
+    if name.startswith("replay:"):
+        return replay_workload(Path(name.removeprefix("replay:")).expanduser())
     data = yaml.safe_load(WORKLOADS.read_text("utf-8"))
     if name not in data:
-        raise BenchError(f"unknown workload {name!r}", hint=f"known: {', '.join(data)}")
+        known = ", ".join([*data, "replay:PATH"])
+        raise BenchError(f"unknown workload {name!r}", hint=f"known: {known}")
     item = data[name]
     shapes = tuple(Shape(**s) for s in item["shapes"])
     levels, prefix = tuple(item["levels"]), item.get("shared_prefix", 0)
