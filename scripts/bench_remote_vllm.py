@@ -125,9 +125,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def body(tokens: int, stream: bool) -> bytes:
+def body(tokens: int, stream: bool, model: str = NAME) -> bytes:
     messages = [{"role": "user", "content": "Write a story about a lighthouse."}]
-    data = {"model": NAME, "messages": messages, "max_tokens": tokens, "stream": stream}
+    data = {"model": model, "messages": messages, "max_tokens": tokens, "stream": stream}
     data |= {"temperature": 0, "ignore_eos": True}
     return json.dumps(data).encode()
 
@@ -135,20 +135,22 @@ def body(tokens: int, stream: bool) -> bytes:
 HEADERS = {"Content-Type": "application/json"}
 
 
-async def one(session: aiohttp.ClientSession, url: str) -> float:
+async def one(session: aiohttp.ClientSession, url: str, model: str = NAME) -> float:
     start = time.perf_counter()
-    async with session.post(url + CHAT, data=body(1, False), headers=HEADERS) as response:
+    async with session.post(url + CHAT, data=body(1, False, model), headers=HEADERS) as response:
         await response.read()
         assert response.status == 200, await response.text()
     return time.perf_counter() - start
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, model: str = NAME
+) -> tuple[float, float]:
     """(time to first token, tokens/s after it) of a STREAM_TOKENS-token stream."""
     start = time.perf_counter()
     first, tokens = 0.0, 0
     async with session.post(
-        url + CHAT, data=body(STREAM_TOKENS, True), headers=HEADERS
+        url + CHAT, data=body(STREAM_TOKENS, True, model), headers=HEADERS
     ) as response:
         async for line in response.content:
             if line.startswith(b"data: {") and b'"content":"' in line:
@@ -158,22 +160,27 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, f
     return first, (tokens - 1) / (total - first) if total > first else 0.0
 
 
-async def measure(urls: dict[str, str], rounds: int, streams: int) -> dict[str, Any]:
+async def measure(
+    urls: dict[str, str], rounds: int, streams: int, models: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Each path's figures, the paths interleaved in every round (rotating who goes
+    first); `models`: the model name to ask on a path (default NAME)."""
+    model = {name: (models or {}).get(name, NAME) for name in urls}
     async with aiohttp.ClientSession() as session:
-        for url in urls.values():
-            await one(session, url)
+        for name, url in urls.items():
+            await one(session, url, model[name])
         latency: dict[str, list[float]] = {name: [] for name in urls}
         stream: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
         for index in range(rounds):
             order = list(urls.items())
-            order = order[index % 3 :] + order[: index % 3]
+            order = order[index % len(order) :] + order[: index % len(order)]
             for name, url in order:
-                latency[name].append(await one(session, url))
+                latency[name].append(await one(session, url, model[name]))
         for name, values in latency.items():
             print(f"  {name:8} 1-token p50 {np.percentile(values, 50) * 1000:.2f} ms", flush=True)
         for _ in range(streams):
             for name, url in urls.items():
-                stream[name].append(await one_stream(session, url))
+                stream[name].append(await one_stream(session, url, model[name]))
     return {
         name: {
             "p50_ms": float(np.percentile(np.array(latency[name]) * 1000, 50)),
