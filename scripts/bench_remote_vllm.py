@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,25 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         netns.destroy_fleet(fleet)
 
 
+def run_locked(
+    work: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    args: argparse.Namespace,
+    prefix: str,
+) -> dict[str, Any] | None:
+    """`work(args, folder)` under /tmp/corral-vllm.lock (one vLLM on this machine at a
+    time), a SIGTERM ending it like Ctrl-C (so the engine and the hosts are removed); None
+    when namespace hosts can't be made here."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    reason = netns.available()
+    if reason:
+        print(f"cannot run: {reason}")
+        return None
+    with open("/tmp/corral-vllm.lock", "w") as lock:
+        print("waiting for /tmp/corral-vllm.lock ...", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return work(args, Path(tempfile.mkdtemp(prefix=prefix)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
@@ -251,16 +271,9 @@ def main() -> int:
     args = parser.parse_args()
     global STREAM_TOKENS  # noqa: PLW0603  (a command-line setting for the stream phase)
     STREAM_TOKENS = args.tokens
-    # `timeout` sends SIGTERM: end like Ctrl-C, so the engine and the namespace are removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    reason = netns.available()
-    if reason:
-        print(f"cannot run: {reason}")
+    result = run_locked(run, args, "crl-vllm-")
+    if result is None:
         return 2
-    with open("/tmp/corral-vllm.lock", "w") as lock:
-        print("waiting for /tmp/corral-vllm.lock ...", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = run(args, Path(tempfile.mkdtemp(prefix="crl-vllm-")))
     print(f"startup to healthy, followed over SSH: {result.pop('startup_s'):.1f} s")
     print(f"{'path':10}{'p50 ms':>10}{'p99 ms':>10}{'TTFT ms':>10}{'tok/s':>10}")
     for name, f in result.items():

@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +47,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import bench_remote_vllm as bench  # noqa: E402  (scripts/ is on sys.path: this file's folder)
 from tests.support import netns, seed_fleet  # noqa: E402
-from tests.support.seed_fleet import DIRECT, NAME, engine_pid, models  # noqa: E402
+from tests.support.seed_fleet import DIRECT, NAME, engine_pid, models, stop_serve  # noqa: E402
 
 from corral.runtime.ports import free_port  # noqa: E402
 
@@ -100,18 +97,6 @@ def start_serve(config: Path, port: int, log: Path) -> subprocess.Popen[str]:
                                 env=env, start_new_session=True)  # fmt: skip
 
 
-def stop_serve(serve: subprocess.Popen[str], config: Path) -> None:
-    serve.send_signal(signal.SIGINT)
-    try:
-        serve.wait(60)
-    except subprocess.TimeoutExpired:
-        serve.kill()
-        serve.wait()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    stop = [sys.executable, "-m", "corral", "stop", NAME, "--config", str(config)]
-    subprocess.run(stop, env=env, capture_output=True, timeout=120, check=False)
-
-
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fleet = seed_fleet.create(work / "fleet")
     serve = None
@@ -131,7 +116,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 **partition_and_heal(fleet, base, work / "home", serve, log)}  # fmt: skip
     finally:
         if serve is not None:
-            stop_serve(serve, config)
+            stop_serve(serve, config, {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
         netns.destroy_fleet(fleet)
 
 
@@ -160,16 +145,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
     bench.STREAM_TOKENS = args.tokens
-    # `timeout` sends SIGTERM: end like Ctrl-C, so serve, the engine and the hosts go.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    reason = netns.available()
-    if reason:
-        print(f"cannot run: {reason}")
+    result = bench.run_locked(run, args, "crl-serve-")
+    if result is None:
         return 2
-    with open("/tmp/corral-vllm.lock", "w") as lock:
-        print("waiting for /tmp/corral-vllm.lock ...", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = run(args, Path(tempfile.mkdtemp(prefix="crl-serve-")))
     show(result)
     print(json.dumps(result))
     return 0

@@ -13,7 +13,6 @@ running; after the heal the same engine is routed again. Times are printed (`pyt
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pytest
 from corral.runtime.ports import free_port
 from tests.hosts.conftest import ssh_host
 from tests.support import netns
-from tests.support.seed_fleet import NAME, engine_pid, fleet_config, models
+from tests.support.seed_fleet import NAME, engine_pid, fleet_config, models, stop_serve
 
 pytestmark = pytest.mark.timeout(2400)  # waiting for /tmp/corral-vllm.lock counts too
 
@@ -114,16 +113,12 @@ def test_seed_fleet_serves_across_hosts_and_rides_out_a_partition(
         assert sdk.chat.completions.create(**ask).choices[0].message.content
         assert engine_pid(tmp_path / "home") == pid, "no restart: the same run and engine"
         stella = ssh_host(netns_fleet, "stella", tmp_path, control="cm-check")
-        assert stella.alive(pid, None)
+        try:
+            assert stella.alive(pid, None)
+        finally:
+            stella.close()
         assert "host stella is unreachable" in out.read_text()
         fleet_by_host(config, env, pid)
     finally:
         netns_fleet.heal("stella")
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        stop = [sys.executable, "-m", "corral", "stop", NAME, "--config", str(config)]
-        subprocess.run(stop, env=env, capture_output=True, timeout=120, check=False)
+        stop_serve(proc, config, env)

@@ -15,8 +15,11 @@ gateway reaches the same engine two ways: through the SSH forward, and without S
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +112,16 @@ def engine_pid(home: Path, host: str = "stella") -> int:
             "SELECT pid FROM run_hosts WHERE host = ? ORDER BY run_id DESC", (host,)
         ).fetchone()
     return int(row[0])
+
+
+def stop_serve(serve: subprocess.Popen[str], config: Path, env: dict[str, str]) -> None:
+    """Ctrl-C a `corral serve` (SIGKILL if it hangs), then `corral stop` the stella engine
+    it leaves running (serve with a config keeps engines for the next serve to adopt)."""
+    serve.send_signal(signal.SIGINT)
+    try:
+        serve.wait(60)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+    stop = [sys.executable, "-m", "corral", "stop", NAME, "--config", str(config)]
+    subprocess.run(stop, env=env, capture_output=True, timeout=120, check=False)
