@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def body(tokens: int, stream: bool) -> bytes:
+def body(tokens: int, stream: bool, model: str = NAME) -> bytes:
     messages = [{"role": "user", "content": "Write a story about a lighthouse."}]
-    data = {"model": NAME, "messages": messages, "max_tokens": tokens, "stream": stream}
+    data = {"model": model, "messages": messages, "max_tokens": tokens, "stream": stream}
     data |= {"temperature": 0, "ignore_eos": True}
     return json.dumps(data).encode()
 
@@ -135,20 +136,22 @@ def body(tokens: int, stream: bool) -> bytes:
 HEADERS = {"Content-Type": "application/json"}
 
 
-async def one(session: aiohttp.ClientSession, url: str) -> float:
+async def one(session: aiohttp.ClientSession, url: str, model: str = NAME) -> float:
     start = time.perf_counter()
-    async with session.post(url + CHAT, data=body(1, False), headers=HEADERS) as response:
+    async with session.post(url + CHAT, data=body(1, False, model), headers=HEADERS) as response:
         await response.read()
         assert response.status == 200, await response.text()
     return time.perf_counter() - start
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, model: str = NAME
+) -> tuple[float, float]:
     """(time to first token, tokens/s after it) of a STREAM_TOKENS-token stream."""
     start = time.perf_counter()
     first, tokens = 0.0, 0
     async with session.post(
-        url + CHAT, data=body(STREAM_TOKENS, True), headers=HEADERS
+        url + CHAT, data=body(STREAM_TOKENS, True, model), headers=HEADERS
     ) as response:
         async for line in response.content:
             if line.startswith(b"data: {") and b'"content":"' in line:
@@ -158,22 +161,27 @@ async def one_stream(session: aiohttp.ClientSession, url: str) -> tuple[float, f
     return first, (tokens - 1) / (total - first) if total > first else 0.0
 
 
-async def measure(urls: dict[str, str], rounds: int, streams: int) -> dict[str, Any]:
+async def measure(
+    urls: dict[str, str], rounds: int, streams: int, models: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Each path's figures, the paths interleaved in every round (rotating who goes
+    first); `models`: the model name to ask on a path (default NAME)."""
+    model = {name: (models or {}).get(name, NAME) for name in urls}
     async with aiohttp.ClientSession() as session:
-        for url in urls.values():
-            await one(session, url)
+        for name, url in urls.items():
+            await one(session, url, model[name])
         latency: dict[str, list[float]] = {name: [] for name in urls}
         stream: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
         for index in range(rounds):
             order = list(urls.items())
-            order = order[index % 3 :] + order[: index % 3]
+            order = order[index % len(order) :] + order[: index % len(order)]
             for name, url in order:
-                latency[name].append(await one(session, url))
+                latency[name].append(await one(session, url, model[name]))
         for name, values in latency.items():
             print(f"  {name:8} 1-token p50 {np.percentile(values, 50) * 1000:.2f} ms", flush=True)
         for _ in range(streams):
             for name, url in urls.items():
-                stream[name].append(await one_stream(session, url))
+                stream[name].append(await one_stream(session, url, model[name]))
     return {
         name: {
             "p50_ms": float(np.percentile(np.array(latency[name]) * 1000, 50)),
@@ -236,6 +244,25 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         netns.destroy_fleet(fleet)
 
 
+def run_locked(
+    work: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    args: argparse.Namespace,
+    prefix: str,
+) -> dict[str, Any] | None:
+    """`work(args, folder)` under /tmp/corral-vllm.lock (one vLLM on this machine at a
+    time), a SIGTERM ending it like Ctrl-C (so the engine and the hosts are removed); None
+    when namespace hosts can't be made here."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    reason = netns.available()
+    if reason:
+        print(f"cannot run: {reason}")
+        return None
+    with open("/tmp/corral-vllm.lock", "w") as lock:
+        print("waiting for /tmp/corral-vllm.lock ...", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return work(args, Path(tempfile.mkdtemp(prefix=prefix)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
@@ -244,16 +271,9 @@ def main() -> int:
     args = parser.parse_args()
     global STREAM_TOKENS  # noqa: PLW0603  (a command-line setting for the stream phase)
     STREAM_TOKENS = args.tokens
-    # `timeout` sends SIGTERM: end like Ctrl-C, so the engine and the namespace are removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    reason = netns.available()
-    if reason:
-        print(f"cannot run: {reason}")
+    result = run_locked(run, args, "crl-vllm-")
+    if result is None:
         return 2
-    with open("/tmp/corral-vllm.lock", "w") as lock:
-        print("waiting for /tmp/corral-vllm.lock ...", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = run(args, Path(tempfile.mkdtemp(prefix="crl-vllm-")))
     print(f"startup to healthy, followed over SSH: {result.pop('startup_s'):.1f} s")
     print(f"{'path':10}{'p50 ms':>10}{'p99 ms':>10}{'TTFT ms':>10}{'tok/s':>10}")
     for name, f in result.items():

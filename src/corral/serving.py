@@ -40,7 +40,8 @@ from corral.hardware.detect import detect_local
 from corral.hosts.check import blocked, preflight
 from corral.hosts.pool import HostPool
 from corral.ledger import gateways
-from corral.ledger.db import open_ledger
+from corral.ledger.db import Ledger, open_ledger
+from corral.ledger.hosts import record_check
 from corral.paths import ledger_path
 from corral.recipes.prepare import Detector, Prepared
 from corral.runtime.ports import port_in_use
@@ -96,7 +97,7 @@ async def serve(
     http = httpx.AsyncClient()
     services = Services(ledger, home, detect, planner=planner)
     pool = HostPool(config, home, services.host)
-    blocked = await asyncio.to_thread(_host_preflight, config, pool, reporter)
+    blocked = await asyncio.to_thread(_host_preflight, config, pool, reporter, ledger)
     supervisors = _supervisors(services, http, reporter, gate, stop_engines, pool=pool,
                                blocked=blocked)  # fmt: skip
     fleet = Fleet(config, services, supervisors, reload=reload)
@@ -127,12 +128,14 @@ async def serve(
 
 
 def _host_preflight(
-    config: CorralConfig, pool: HostPool, reporter: Reporter
+    config: CorralConfig, pool: HostPool, reporter: Reporter, ledger: Ledger
 ) -> dict[str, HostError]:
     """`corral hosts check` for every host in use, before anything starts there: the
-    deployments a bad host blocks, each with the host's error (the others go on)."""
+    deployments a bad host blocks, each with the host's error (the others go on). Each
+    report goes into the ledger, as `corral hosts check` records it (status shows it)."""
     reports = preflight(config, pool.client)
     for name, report in reports.items():
+        record_check(ledger, report.as_json())
         for finding in report.errors:
             reporter.say(name, "host", f"{finding.what}: {finding.detail}")
     return blocked(config, reports)
@@ -148,7 +151,7 @@ def _supervisors(
 
     def supervisor_for(config: CorralConfig, dep: Deployment, desired: bool) -> Supervisor:
         host = pool.host(dep.host) if pool is not None else services.host
-        own = replace(services, host=host,
+        own = replace(services, host=host, hosts=pool.host if pool is not None else None,
                       say=lambda kind, text: reporter.say(dep.name, kind, text))  # fmt: skip
         key = endpoint_key(dep)
         client = http if key is None else httpx.AsyncClient(headers=bearer(key))
@@ -156,16 +159,11 @@ def _supervisors(
         def prepare() -> Prepared:
             if dep.name in stopped:  # a host error: visible as failed, not retried
                 raise stopped[dep.name]
-            if dep.nodes:
-                raise ConfigError(
-                    f"{dep.name}: `corral serve` does not start multi-node deployments yet",
-                    hint=f"`corral render {dep.name}` prints each rank's command; start them "
-                    "head first (docs/hosts.md)",
-                )
             return prepare_checked(config, dep.name, own)
 
         return Supervisor(
-            dep, prepare, own, runtime_of(dep, own, supervised=supervised), client, gate=gate,
+            dep, prepare, own, runtime_of(dep, own, supervised=supervised, config=config),
+            client, gate=gate,
             desired=desired, api_key=key, owns_http=client is not http,
         )  # fmt: skip
 

@@ -6,7 +6,6 @@ stand-in `docker`; stella: neither; venus: reachable but unused unless a test pa
 
 from __future__ import annotations
 
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,20 +16,12 @@ import yaml
 
 from corral.hosts.ssh import SshClient, SshTarget
 from corral.hosts.sshhost import SshHost
-from tests.support import netns
+from tests.support import netns, seed_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 # A scripted engine started on a namespace host: the module lives in the tests' support code.
 SCRIPTED = (sys.executable, "-m", "tests.support.scripted_engine")
 SCRIPTED_ENV = {"PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
-H100_XML = (
-    Path(__file__).resolve().parents[1] / "fixtures/shared/fixtures/hardware/h100/nvidia-smi-q.xml"
-)
-
-
-def write_script(path: Path, body: str) -> None:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
 @pytest.fixture(scope="session")
@@ -38,35 +29,11 @@ def netns_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[netns.Netn
     reason = netns.available()
     if reason:
         pytest.skip(f"namespace hosts unavailable: {reason}")
-    fleet = netns.create_fleet(["pegasus", "stella", "venus"], tmp_path_factory.mktemp("fleet"))
+    fleet = seed_fleet.create(tmp_path_factory.mktemp("fleet"))
     try:
-        pegasus = fleet.hosts["pegasus"]
-        write_script(
-            pegasus.bin_dir / "nvidia-smi",
-            f'[ "$1 $2" = "-q -x" ] && exec cat {H100_XML}\n'
-            'echo "stand-in: only -q -x" >&2\nexit 2\n',
-        )
-        write_script(
-            pegasus.bin_dir / "docker",
-            '[ "$1" = info ] && { echo 27.3.1; exit 0; }\necho "stand-in docker: $*" >&2\nexit 1\n',
-        )
         yield fleet
     finally:
         netns.destroy_fleet(fleet)
-
-
-def host_entry(fleet: netns.NetnsFleet, name: str, **extra: Any) -> dict[str, Any]:
-    """A `hosts:` entry in corral.yaml for namespace host `name`."""
-    return {
-        "address": fleet.hosts[name].address,
-        "ssh": {
-            "user": "root",
-            "key": str(fleet.client_key),
-            "known_hosts": str(fleet.known_hosts),
-            "connect_timeout": 2,
-        },
-        **extra,
-    }
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

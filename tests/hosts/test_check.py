@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.hosts.conftest import host_entry, write_config
+from tests.hosts.conftest import write_config
 from tests.support import netns
+from tests.support.seed_fleet import host_entry
 
 
 def _config(fleet: netns.NetnsFleet, tmp_path: Path) -> Path:

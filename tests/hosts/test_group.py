@@ -1,79 +1,139 @@
-"""A multi-node group on namespace hosts: kill one rank and the whole group restarts.
+"""A multi-node deployment under `corral serve --config`: every rank started, supervised as one.
 
 vLLM's CPU build cannot form a multi-node group here (no second machine with the
-distributed backend it needs), so the ranks are scripted engines: the head (rank 0) on
-pegasus answers the API, the "headless" rank 1 on stella only has to live. What is tested
-is corral's part: start in order, watch every rank on its own host, and end and restart
-all ranks when any one dies. The rendered vLLM commands are checked against vLLM's own
-parser in tests/unit/test_multinode.py.
+distributed backend it needs), so the ranks are scripted engines (tests/support/
+scripted_engine.py takes vLLM's multi-node flags; `--headless` serves no API, as a vLLM
+worker node doesn't). The deployment is `nodes: [pegasus, stella]` with
+`tensor_parallel_size: 2`: serve renders one command per rank (multinode.ranks), starts
+rank 0 on pegasus, then the headless rank 1 on stella, each over SSH, and routes to the
+head through pegasus's SSH forward. Killing the worker (the head's /health still answers)
+ends and restarts the whole group; `corral stop` ends every rank. The rendered commands
+are checked against vLLM's own parser in tests/unit/test_multinode.py.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from corral.hosts.group import Member, RankGroup
+import yaml
+
+from corral.hosts.group import rank_log
 from corral.hosts.multinode import Rank
-from tests.hosts.conftest import SCRIPTED, SCRIPTED_ENV, ssh_host
+from corral.hosts.sshhost import SshHost
+from corral.ledger.db import open_ledger
+from corral.ledger.hosts import RunHost, run_hosts
+from corral.ledger.launches import live_run
+from corral.runtime.ports import free_port
+from tests.hosts.conftest import ssh_host
 from tests.support import netns
+from tests.support.fleet import SCRIPTED_RECIPE, fake_model
+from tests.support.seed_fleet import host_entry, models
+
+NAME = "tp2"
 
 
-def scripted(port: int) -> tuple[str, ...]:
-    return (*SCRIPTED, "--port", str(port))
+def group_config(fleet: netns.NetnsFleet, tmp: Path) -> Path:
+    recipes = tmp / "recipes"
+    recipes.mkdir()
+    (recipes / "scripted-cpu.yaml").write_text(yaml.safe_dump(SCRIPTED_RECIPE))
+    data = {
+        "version": 1,
+        "home": str(tmp / "home"),
+        "recipes_dir": str(recipes),
+        "hosts": {n: host_entry(fleet, n, hardware="cpu") for n in ("pegasus", "stella")},
+        "deployments": [
+            {"name": NAME, "model": str(fake_model(tmp)), "recipe": "scripted-cpu",
+             "nodes": ["pegasus", "stella"], "tensor_parallel_size": 2,
+             "startup_timeout": 60, "restart": {"backoff_initial": 0.5}},
+        ],
+    }  # fmt: skip
+    path = tmp / "corral.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+def ranks_now(home: Path) -> list[RunHost]:
+    with open_ledger(home / "ledger.sqlite3") as ledger:
+        run = live_run(ledger, NAME)
+        return run_hosts(ledger, int(run["id"])) if run else []
 
 
-def test_killing_a_worker_rank_restarts_the_whole_group(
+def worker_log(home: Path, stella: SshHost) -> str:
+    """Rank 1's own log, on stella beside the run's (serve's default run folder there)."""
+    with open_ledger(home / "ledger.sqlite3") as ledger:
+        log = Path(live_run(ledger, NAME)["log_path"])  # type: ignore[index]
+    remote = SshHost(stella.client).remote_path(rank_log(log, Rank(1, "stella", "worker", ())))
+    return stella.client.run(["cat", remote]).stdout
+
+
+def until(check: Callable[[], bool], limit: float, what: str, out: Path) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {limit} s:\n{out.read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+def test_serve_starts_every_rank_and_restarts_the_group_when_a_worker_dies(
     netns_fleet: netns.NetnsFleet, tmp_path: Path
 ) -> None:
-    pegasus, stella = (
-        ssh_host(netns_fleet, "pegasus", tmp_path),
-        ssh_host(netns_fleet, "stella", tmp_path),
-    )
-    head_port, worker_port = pegasus.free_port(), stella.free_port()
-    env = SCRIPTED_ENV
-    members = [
-        Member(Rank(0, "pegasus", "head", scripted(head_port), env), pegasus),
-        Member(Rank(1, "stella", "worker", scripted(worker_port), env), stella),
-    ]
-    local = pegasus.reach(head_port)
-    group = RankGroup(
-        members,
-        tmp_path / "logs",
-        lambda: healthy(f"http://127.0.0.1:{local}/health"),
-        grace=5,
-        backoff=0.1,
-    )
+    config, port, out = group_config(netns_fleet, tmp_path), free_port(), tmp_path / "serve.out"
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "corral", "serve", "--config", str(config), "--port", str(port)]
+    with out.open("w") as sink:
+        serve = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    pegasus, stella = (ssh_host(netns_fleet, n, tmp_path, control=f"cm-{n}")
+                       for n in ("pegasus", "stella"))  # fmt: skip
+    started: list[RunHost] = []
     try:
-        group.start(timeout=60)
-        assert group.dead() == []
-        head_before, worker_before = members[0].pid, members[1].pid
-        assert head_before is not None
-        assert worker_before is not None
-        stella.signal_group(worker_before, signal.SIGKILL)  # the headless rank dies
-        time.sleep(0.5)
-        assert healthy(f"http://127.0.0.1:{local}/health"), "the head alone still looks fine"
-        assert group.watch_once(timeout=60)
-        assert group.restarts == 1
-        assert members[0].pid not in (None, head_before), "the head was restarted too"
-        assert members[1].pid not in (None, worker_before)
-        assert not pegasus.alive(head_before, None)
-        assert group.dead() == []
-        assert healthy(f"http://127.0.0.1:{local}/health")
-        assert any("rank 1 on stella is gone" in e for e in group.events)
-        assert not group.watch_once()
+        until(lambda: models(base).get(NAME, {}).get("routable") is True, 90, "routable", out)
+        started = ranks_now(home)
+        head, worker = started
+        assert (head.host, head.role, worker.host, worker.role) == (
+            "pegasus", "head", "stella", "worker",
+        )  # fmt: skip
+        assert head.address == netns_fleet.hosts["pegasus"].address
+        assert head.pid is not None
+        assert worker.pid is not None
+        assert pegasus.alive(head.pid, None)
+        assert stella.alive(worker.pid, None)
+        assert "headless rank" in worker_log(home, stella)
+
+        stella.signal_group(worker.pid, signal.SIGKILL)  # the headless rank dies
+        until(lambda: ranks_now(home) not in ([], started), 60, "a new group", out)
+        until(lambda: models(base).get(NAME, {}).get("routable") is True, 60, "routed", out)
+        again = ranks_now(home)
+        assert [r.host for r in again] == ["pegasus", "stella"]
+        assert again[0].pid != head.pid
+        assert again[1].pid != worker.pid
+        assert not pegasus.alive(head.pid, None), "the head was stopped with its worker"
+        assert all(h.alive(r.pid, None) for h, r in zip((pegasus, stella), again, strict=True))  # type: ignore[arg-type]
+        text = out.read_text()
+        assert "rank 1 (worker) on stella is gone" in text, text[-3000:]
+        serve.send_signal(signal.SIGINT)  # serve with a config leaves engines running ...
+        serve.wait(60)
+        stop = [sys.executable, "-m", "corral", "stop", NAME, "--config", str(config)]
+        stopped = subprocess.run(stop, env=env, capture_output=True, text=True, timeout=120,
+                                 check=False)  # fmt: skip
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not pegasus.alive(again[0].pid, None), "corral stop ends the head"  # type: ignore[arg-type]
+        assert not stella.alive(again[1].pid, None), "... and the worker"  # type: ignore[arg-type]
     finally:
-        group.stop()
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGINT)
+            serve.wait(60)
+        for rank in [*started, *ranks_now(home)]:  # whatever a failure left behind
+            host = pegasus if rank.host == "pegasus" else stella
+            if rank.pid is not None and host.alive(rank.pid, None):
+                host.signal_group(rank.pid, signal.SIGKILL)
         pegasus.close()
         stella.close()
-    assert all(m.pid is None for m in members)

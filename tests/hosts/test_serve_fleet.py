@@ -13,8 +13,6 @@ running; after the heal the same engine is routed again. Times are printed (`pyt
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,44 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
-import yaml
 
 from corral.runtime.ports import free_port
-from tests.hosts.conftest import host_entry, ssh_host
+from tests.hosts.conftest import ssh_host
 from tests.support import netns
+from tests.support.seed_fleet import NAME, engine_pid, fleet_config, models, stop_serve
 
 pytestmark = pytest.mark.timeout(2400)  # waiting for /tmp/corral-vllm.lock counts too
-SEED_FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet-pegasus.yaml"
-NAME = "smollm2-135m-instruct"
-
-
-def fleet_config(fleet: netns.NetnsFleet, tmp: Path, model: Path) -> Path:
-    data: dict[str, Any] = yaml.safe_load(SEED_FLEET.read_text())
-    data["home"] = str(tmp / "home")
-    data["store"] = {"roots": [{"name": "nfs", "path": str(model.parents[2]), "read_only": True}]}
-    for name, host in data["hosts"].items():
-        host.update(host_entry(fleet, name))
-        host["hardware"] = "cpu" if name == "stella" else host["hardware"]
-    data["deployments"].append(
-        {"name": NAME, "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "recipe": "smollm2-135m-cpu",
-         "host": "stella", "max_model_len": 2048, "startup_timeout": 600,
-         "capabilities": {"tools": True, "auto_tool_choice": False}}
-    )  # fmt: skip
-    path = tmp / "corral.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def models(base: str) -> dict[str, dict[str, Any]]:
-    """`/v1/models` entries by id: corral's own fields (`routable`, `reason`) of each."""
-    try:
-        listed = httpx.get(f"{base}/v1/models", timeout=2).json()["data"]
-    except (httpx.HTTPError, KeyError, ValueError):
-        return {}
-    return {entry["id"]: entry["corral"] for entry in listed}
 
 
 def until(
@@ -75,12 +44,29 @@ def until(
     return time.monotonic() - start
 
 
-def engine_pid(home: Path) -> int:
-    with sqlite3.connect(home / "ledger.sqlite3") as db:
-        row = db.execute(
-            "SELECT pid FROM run_hosts WHERE host = 'stella' ORDER BY run_id DESC"
-        ).fetchone()
-    return int(row[0])
+def fleet_by_host(config: Path, env: dict[str, str], pid: int) -> None:
+    """`corral status` and `corral report` show the fleet by host (the seed's "Related
+    Systems"): the hardware serve's host check read there, and what runs where."""
+    corral = [sys.executable, "-m", "corral"]
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([*corral, *args, "--config", str(config)], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        return done.stdout
+
+    status = cli("status")
+    lines = {line.split()[0]: line for line in status.splitlines() if line.startswith("  ")}
+    assert lines["pegasus"].startswith("  pegasus    h100: 1× NVIDIA H100 80GB HBM3"), status
+    assert lines["pegasus"].endswith("; no active deployment"), status
+    assert lines["stella"].startswith("  stella     cpu: "), status
+    assert lines["stella"].endswith(f"; {NAME}"), status
+    report = cli("report", NAME)
+    assert "## Related Systems" in report, report
+    systems = report.split("## Related Systems", 1)[1].split("\n## ", 1)[0]
+    assert "- **stella**: cpu: " in systems, systems
+    assert f"; this deployment, rank 0 (head, pid {pid})" in systems, systems
+    assert "- **pegasus**: h100: 1× NVIDIA H100 80GB HBM3" in systems, systems
+    assert "(no active deployment)" in systems, systems
 
 
 def test_seed_fleet_serves_across_hosts_and_rides_out_a_partition(
@@ -127,15 +113,12 @@ def test_seed_fleet_serves_across_hosts_and_rides_out_a_partition(
         assert sdk.chat.completions.create(**ask).choices[0].message.content
         assert engine_pid(tmp_path / "home") == pid, "no restart: the same run and engine"
         stella = ssh_host(netns_fleet, "stella", tmp_path, control="cm-check")
-        assert stella.alive(pid, None)
+        try:
+            assert stella.alive(pid, None)
+        finally:
+            stella.close()
         assert "host stella is unreachable" in out.read_text()
+        fleet_by_host(config, env, pid)
     finally:
         netns_fleet.heal("stella")
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        stop = [sys.executable, "-m", "corral", "stop", NAME, "--config", str(config)]
-        subprocess.run(stop, env=env, capture_output=True, timeout=120, check=False)
+        stop_serve(proc, config, env)

@@ -27,6 +27,11 @@ Sleep mode as vLLM's dev endpoints (vllm/entrypoints/serve/dev/sleep/api_router.
 POST /sleep?level=1|2, POST /wake_up, GET /is_sleeping. A sleeping engine answers
 generation requests 503 (so a test sees a request routed to it).
 
+A rank of a multi-node group: it takes vLLM's multi-node flags (`--nnodes`, `--node-rank`,
+`--master-addr`, `--master-port`, `--distributed-executor-backend`, `--tensor-parallel-size`,
+`--headless`) as vLLM's `serve` does; with `--headless` it serves no API and only lives
+until signalled, as a vLLM worker node does (vLLM CPU cannot form a group here).
+
 GET /debug/state answers the request counters and the last generation request's body as
 received, so proxy tests can see what reached the engine.
 
@@ -99,6 +104,7 @@ class Script:
     quirks: set[str] = field(default_factory=set)
     stamp: bool = False
     wake_delay: float = 0.0
+    headless: bool = False
 
 
 @dataclass
@@ -568,6 +574,11 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
     p.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS))
     p.add_argument("--stamp", action="store_true")
     p.add_argument("--wake-delay", type=float, default=0.0)
+    for flag in ("--nnodes", "--node-rank", "--master-port", "--tensor-parallel-size"):
+        p.add_argument(flag, type=int, default=None)
+    p.add_argument("--master-addr", default=None)
+    p.add_argument("--distributed-executor-backend", default=None)
+    p.add_argument("--headless", action="store_true")
     a = p.parse_args(argv)
     script = Script(
         model=a.model, ttft=a.ttft, itl=a.itl, tokens=a.tokens, reasoning_tokens=a.reasoning_tokens,
@@ -575,12 +586,15 @@ def parse_args(argv: list[str]) -> tuple[Script, str, int, bool]:
         fail_rate=a.fail_rate, fail_when_concurrent=a.fail_when_concurrent,
         crash_after_chunks=a.crash_after_chunks, hang_after_chunks=a.hang_after_chunks, hang=a.hang,
         malformed=a.malformed, auto_tools=a.auto_tools, context_length=a.context_length,
-        quirks=set(a.quirk), stamp=a.stamp, wake_delay=a.wake_delay,
+        quirks=set(a.quirk), stamp=a.stamp, wake_delay=a.wake_delay, headless=a.headless,
     )  # fmt: skip
     return script, a.host, a.port, a.ignore_sigterm
 
 
 async def _serve(script: Script, host: str, port: int) -> None:
+    if script.headless:  # a worker rank: no API, alive until signalled
+        print("headless rank: no API server", flush=True)
+        await asyncio.Event().wait()
     # handler_cancellation: like vLLM, stop work on a request whose client went away
     runner = web.AppRunner(
         build_app(script), access_log=None, handle_signals=False, handler_cancellation=True

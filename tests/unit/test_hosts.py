@@ -164,3 +164,44 @@ def test_a_cpu_recipe_needs_no_gpu_and_its_own_executable() -> None:
     assert needs.gpus == {"small": 0, "big": 1}
     assert needs.executables == {sys.executable: ["small"]}
     assert needs.docker == ["big"]
+
+
+def test_a_store_root_that_is_there_but_empty_is_not_mounted(tmp_path: Path) -> None:
+    """The share's mount point exists on the host but holds nothing: an error naming the
+    host and root, with the mount to make (the probe's sections as a host prints them)."""
+    from corral.config import Host
+    from corral.hosts.check import HostReport, judge
+
+    mounts = f"/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 {tmp_path} ext4 rw 0 0\n"
+    sections = {"mounts": (0, mounts), "root:nfs": (0, f"{tmp_path}\n")}
+    report = HostReport("stella", "10.77.0.12")
+    judge(report, sections, HostNeeds(store=[StoreNeed("nfs", tmp_path)]), Host(address="s"))
+    [error] = report.errors
+    assert error.what == "store:nfs"
+    assert "is empty: the share is probably not mounted" in error.detail
+    assert f"mount {tmp_path}" in str(error.hint)
+
+
+def test_a_bad_worker_host_blocks_its_group_and_nothing_else() -> None:
+    """Multi-node: each node needs its share of the GPUs; a node with too few blocks the
+    whole group (naming that host), while another host's deployment goes on."""
+    from corral.hosts.check import HostReport, blocked, needs_of
+
+    config = validate_config(
+        {
+            "hosts": {"pegasus": {"address": "p"}, "stella": {"address": "s"}},
+            "deployments": [
+                {"name": "tp2", "model": "m", "recipe": "gpt-oss-120b-gb10", "runtime": "docker",
+                 "nodes": ["pegasus", "stella"], "tensor_parallel_size": 2},
+                {"name": "small", "model": "m", "recipe": "smollm2-135m-cpu", "host": "pegasus"},
+            ],
+        },
+        "f.yaml",
+    )  # fmt: skip
+    assert needs_of(config, "stella").gpus == {"tp2": 1}
+    assert needs_of(config, "pegasus").gpus == {"tp2": 1, "small": 0}
+    stella = HostReport("stella", "s")
+    stella.add("gpus:tp2", "error", "tp2 needs 1 GPU(s), the host has 0", hint="fewer GPUs")
+    stopped = blocked(config, {"pegasus": HostReport("pegasus", "p"), "stella": stella})
+    assert list(stopped) == ["tp2"]
+    assert str(stopped["tp2"]).startswith("host stella: gpus:tp2: tp2 needs 1 GPU(s)")

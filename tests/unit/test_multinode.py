@@ -101,3 +101,30 @@ def test_render_prints_one_command_per_rank(tmp_path: Path) -> None:
     assert out.count("--nnodes 2") == 2
     assert out.count("--headless") == 1
     assert out.count("-e NCCL_SOCKET_IFNAME=enp1s0f1np1") == 2
+
+
+def test_the_rendered_ranks_of_the_example_pass_vllms_flag_check() -> None:
+    """The example's own recipe, rendered as serve renders it, then split into ranks: every
+    rank's argv goes through recipes/flags.py's vLLM check (decision 0012), which fails on
+    a flag vLLM's parser does not know (the misspelt one below)."""
+    pytest.importorskip("vllm.entrypoints.launchers.cli_args")
+    from dataclasses import replace
+
+    from corral.recipes import flags
+    from corral.recipes.loader import get_recipe, load_recipes
+    from corral.recipes.render import render
+
+    config = load_config(EXAMPLE)
+    dep = config.deployment("gpt-oss-120b-tp2")
+    recipe = get_recipe(load_recipes(config.recipes_dir), "gpt-oss-120b-gb10")
+    launch = render(dep, recipe, flags.SAMPLE_MODEL, runtime="docker")
+    checker = flags.vllm_checker()
+    found = ranks(launch.argv, dep, config)
+    assert [r.role for r in found] == ["head", "worker"]
+    for rank in found:
+        assert "--nnodes" in rank.argv
+        assert flags.check(recipe, rank.argv, checker).problems == [], rank.argv
+    misspelt = replace(
+        found[1], argv=tuple(a.replace("--headless", "--headles") for a in found[1].argv)
+    )
+    assert flags.check(recipe, misspelt.argv, checker).problems

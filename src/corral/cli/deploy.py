@@ -46,8 +46,9 @@ def _services(cfg: CorralConfig, console: Console, name: str) -> Services:
         console.print(f"[{STYLE.get(kind, 'bold')}]{kind:>8}[/] {text}", highlight=False)
 
     where = next((d.host for d in cfg.deployments if d.name == name), LOCAL_HOST)
+    pool = HostPool(cfg, home)  # a multi-node run's ranks are found on their own hosts
     return Services(open_ledger(ledger_path(home)), home, detect_local, say=say,
-                    planner=plan_figures, host=HostPool(cfg, home).host(where))  # fmt: skip
+                    planner=plan_figures, host=pool.host(where), hosts=pool.host)  # fmt: skip
 
 
 def deploy_command(  # noqa: PLR0917  (a Typer command: one parameter per option)

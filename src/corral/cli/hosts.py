@@ -48,7 +48,7 @@ def check(
         check_host(name, cfg, client_for(cfg, name, home))
         for name in remote_hosts(cfg, names or ())
     ]
-    entries = [_as_json(r) for r in reports]
+    entries = [r.as_json() for r in reports]
     with open_ledger(ledger_path(home)) as ledger:
         for entry in entries:
             record_check(ledger, entry)
@@ -73,15 +73,3 @@ def _print(report: HostReport) -> None:
     for finding in report.findings:
         if finding.hint and finding.level != "ok":
             console.print(f"[yellow]hint ({finding.what}):[/] {finding.hint}", highlight=False)
-
-
-def _as_json(report: HostReport) -> dict[str, object]:
-    return {
-        "host": report.host,
-        "address": report.address,
-        "ok": not report.errors,
-        "clock_skew_s": report.clock_skew,
-        "hardware": report.hardware.model_dump(mode="json") if report.hardware else None,
-        "hardware_summary": report.hardware.summary() if report.hardware else None,
-        "findings": [vars(f) for f in report.findings],
-    }

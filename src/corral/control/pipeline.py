@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,11 @@ from corral.config import CorralConfig, Deployment
 from corral.control.diagnose import StartFailure, explain
 from corral.control.recorder import Recorder, Say
 from corral.errors import DoesNotFit, EngineError, PortInUseError
-from corral.hosts.pool import reachable_url
+from corral.hosts.group import GroupRunning, GroupRuntime, adopt_ranks
+from corral.hosts.pool import address_of, reachable_url
 from corral.ledger import runs
 from corral.ledger.db import Ledger
-from corral.ledger.hosts import RunHost, record_run_host
+from corral.ledger.hosts import RunHost, record_run_host, run_hosts
 from corral.ledger.launches import launch_of, live_run, runs_of
 from corral.paths import runs_dir
 from corral.recipes.prepare import Detector, Prepared, forced_warning, prepare
@@ -70,6 +71,7 @@ __all__ = [
     "stop_deployment",
 ]
 
+HostOf = Callable[[str], Host]
 Planner = Callable[[Prepared, dict[str, str]], dict[str, tuple[float | str, str]]]
 Gate = Callable[[Deployment, str, int], Awaitable[bool]]  # deployment, base URL, run id
 AFTER_READY_GRACE = 1.0
@@ -86,6 +88,7 @@ class Services:
     docker: str = "docker"
     say: Say = lambda _kind, _text: None
     planner: Planner | None = None
+    hosts: HostOf | None = None  # host name → Host (serve's pool): a group's ranks' hosts
 
 
 @dataclass
@@ -104,6 +107,11 @@ class Live:
     @property
     def name(self) -> str:
         return self.prepared.deployment.name
+
+    @property
+    def hosts(self) -> list[Host]:
+        """Every host the engine runs on: a group's ranks' hosts, else its one host."""
+        return self.running.hosts if isinstance(self.running, GroupRunning) else [self.host]
 
     @functools.cached_property
     def base_url(self) -> str:
@@ -171,9 +179,12 @@ def deployment_lock(home: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker"
+def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker", *,
+                 hosts: HostOf | None = None
                  ) -> tuple[dict[str, Any], Running | None] | None:  # fmt: skip
-    """The ledger's live run of `name` and its engine (None when the engine is gone)."""
+    """The ledger's live run of `name` and its engine (None when the engine is gone). A
+    run with ranks on several hosts (`run_hosts`) is found rank by rank through `hosts`
+    (host name → Host) and is gone when any rank is."""
     live = live_run(ledger, name)
     if live is None:
         return None
@@ -182,17 +193,22 @@ def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker"
         return live, None
     identity = Identity(launch.pid, launch.pid_started_at, launch.container,
                         launch.container_id)  # fmt: skip
+    log_path = Path(live["log_path"] or "/dev/null")
+    ranked = run_hosts(ledger, int(live["id"]))
+    if len(ranked) > 1 and hosts is not None:
+        return live, adopt_ranks(ranked, hosts, launch.container, log_path, docker)
     adopter: Runtime = DockerRuntime(host, docker) if launch.container else DetachedRuntime(host)
     if live["runtime"] == "endpoint":
         adopter = EndpointRuntime(host)
-    return live, adopter.adopt(identity, Path(live["log_path"] or "/dev/null"))
+    return live, adopter.adopt(identity, log_path)
 
 
 def claim(prepared: Prepared, services: Services, runtime: Runtime) -> Live:
     """Adopt the running engine of the deployment, or launch one (blocking)."""
     name = prepared.deployment.name
     with deployment_lock(services.home, name):
-        found = find_running(services.ledger, name, services.host, services.docker)
+        found = find_running(services.ledger, name, services.host, services.docker,
+                             hosts=services.hosts)  # fmt: skip
         if found is not None:
             live, running = found
             if running is not None:
@@ -259,16 +275,19 @@ def launch_new(prepared: Prepared, services: Services, runtime: Runtime) -> Live
         # keep the type: a missing runtime is permanent (not retried), a crash is not
         raise type(exc)(f"{dep.name}: {exc.message}", hint=exc.hint) from None
     recorder.launched(command, running.identity, _hardware(prepared, services))
-    record_run_host(
-        services.ledger,
-        RunHost(
-            recorder.run_id,
-            services.host.name,
-            pid=running.identity.pid,
-            pid_started_at=running.identity.pid_started_at,
-        ),
-    )
+    for placed in placements(services.host, runtime, running):
+        record_run_host(services.ledger, replace(placed, run_id=recorder.run_id))
     return Live(prepared, recorder.run_id, running, recorder, adopted=False, host=services.host)
+
+
+def placements(host: Host, runtime: Runtime, running: Running) -> list[RunHost]:
+    """Where the engine runs, for the ledger's `run_hosts`: each rank of a group, else the
+    one host (run id 0: the caller fills it in)."""
+    if isinstance(runtime, GroupRuntime) and isinstance(running, GroupRunning):
+        return runtime.placements(running)
+    identity = running.identity
+    return [RunHost(0, host.name, address_of(host), pid=identity.pid,
+                    pid_started_at=identity.pid_started_at)]  # fmt: skip
 
 
 def _hardware(prepared: Prepared, services: Services) -> dict[str, object] | None:
@@ -449,7 +468,8 @@ async def _pass_gate(live: Live, gate: Gate | None) -> None:
 def stop_deployment(name: str, services: Services, *, reason: str = "stopped") -> int:
     """Stop the live run of `name` (under its lock); its run id. EngineError when none."""
     with deployment_lock(services.home, name):
-        found = find_running(services.ledger, name, services.host, services.docker)
+        found = find_running(services.ledger, name, services.host, services.docker,
+                             hosts=services.hosts)  # fmt: skip
         if found is None:
             raise EngineError(
                 f"{name!r} has no running engine in the ledger",
@@ -481,13 +501,24 @@ def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterato
             yield from proc.stdout
         proc.wait()
         return
-    found = find_running(services.ledger, name, services.host, services.docker)
+    found = find_running(services.ledger, name, services.host, services.docker,
+                         hosts=services.hosts)  # fmt: skip
     running = found[1] if found and run["ended_at"] is None else None
     keep = running.alive if (follow and running is not None) else (lambda: False)
     yield from services.host.follow(Path(run["log_path"]), keep)
 
 
-def runtime_of(dep: Deployment, services: Services, *, supervised: bool) -> Runtime:
+def runtime_of(dep: Deployment, services: Services, *, supervised: bool,
+               config: CorralConfig | None = None) -> Runtime:  # fmt: skip
+    """How `dep` runs: an endpoint, a multi-node group (`nodes:`, given the config and
+    `services.hosts`: one runtime per node, on that node's host), or the runtime of its
+    `runtime:` on `services.host`."""
     if dep.endpoint is not None:
         return EndpointRuntime(services.host)
+    if dep.nodes and config is not None and services.hosts is not None:
+        hosts = services.hosts
+        runtimes = {node: runtime_of(dep.model_copy(update={"nodes": []}),
+                                     replace(services, host=hosts(node)), supervised=supervised)
+                    for node in dep.nodes}  # fmt: skip
+        return GroupRuntime(dep, config, runtimes, services.ledger)
     return runtime_for(dep.runtime, services.host, supervised=supervised, docker=services.docker)

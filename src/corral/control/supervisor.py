@@ -54,6 +54,7 @@ from corral.errors import (
     RuntimeMissing,
 )
 from corral.fleet import DeploymentView, Policy, Replica
+from corral.hosts.group import GroupRunning
 from corral.hosts.pool import link_up, relink
 from corral.ledger import runs
 from corral.ledger.launches import live_run
@@ -280,7 +281,7 @@ class Supervisor:
             await asyncio.sleep(self.poll)
             if self._released(live.run_id):
                 return "released"
-            if not await asyncio.to_thread(link_up, live.host):
+            if not await asyncio.to_thread(links_up, live):
                 await self._ride_out(live)
                 misses = 0
                 continue
@@ -289,10 +290,13 @@ class Supervisor:
                 death, answers = await asyncio.gather(
                     asyncio.to_thread(self._death, live, members), self._answers(live)
                 )
-            except HostError:
-                continue  # the link dropped while asking: the next round rides it out
+                recorded = await self._measure_peak(live, recorded)  # inside: may hit the link
+            except HostError:  # the link dropped while asking: ride it out now
+                if not await asyncio.to_thread(links_up, live):
+                    await self._ride_out(live)
+                    misses = 0
+                continue
             misses = 0 if answers else misses + 1
-            recorded = await self._measure_peak(live, recorded)
             if death is None and misses >= 2:
                 death = "the engine stopped answering its health probe"
             if death is not None:
@@ -301,10 +305,11 @@ class Supervisor:
     async def _ride_out(self, live: Live) -> None:
         """The engine's host is unreachable: unroutable, nothing restarted, until the link
         is back (then the same engine is watched, and routed, again)."""
-        host = live.host.name
+        down = await asyncio.to_thread(lambda: [h.name for h in live.hosts if not link_up(h)])
+        host = ", ".join(down) or live.host.name
         self.state, self.reason = "unreachable", f"host {host} is unreachable; waiting for it"
         self.services.say("host", self.reason)
-        while not await asyncio.to_thread(relink, live.host):
+        while not all(await asyncio.gather(*(asyncio.to_thread(relink, h) for h in live.hosts))):
             await asyncio.sleep(self.poll)
         self.state, self.reason = "ready", ""
         self.services.say("host", f"host {host} is back; routing to the same engine again")
@@ -330,6 +335,8 @@ class Supervisor:
     @staticmethod
     def _death(live: Live, members: set[int]) -> str | None:
         if not live.running.alive():
+            if isinstance(live.running, GroupRunning):  # a rank of a multi-node group
+                return live.running.death()
             return f"the engine exited (code {live.running.exit_code()})"
         gone = members - set(live.running.group())
         if gone:
@@ -363,6 +370,11 @@ class Supervisor:
                 live.recorder.event("crash", why)
                 live.recorder.ended("failed", live.running.exit_code())
             return False
+
+
+def links_up(live: Live) -> bool:
+    """Whether every host the engine runs on (each rank's, for a group) is reachable."""
+    return all(link_up(host) for host in live.hosts)
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:

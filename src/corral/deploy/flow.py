@@ -65,7 +65,7 @@ def deploy(
 ) -> DeployResult:
     """Deploy `name` (see the module docstring); EngineError if it never became ready."""
     prepared = prepare_checked(config, name, services, force=options.force)
-    runtime = runtime_of(prepared.deployment, services, supervised=False)
+    runtime = runtime_of(prepared.deployment, services, supervised=False, config=config)
     changes = differs(prepared, services, runtime)
     if options.restart or changes:
         # `deploy` applies the config: a running engine with another command is replaced

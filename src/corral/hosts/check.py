@@ -88,6 +88,18 @@ class HostReport:
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "error"]
 
+    def as_json(self) -> dict[str, object]:
+        """`corral hosts check --json`'s entry, also what the ledger's host_checks keeps."""
+        return {
+            "host": self.host,
+            "address": self.address,
+            "ok": not self.errors,
+            "clock_skew_s": self.clock_skew,
+            "hardware": self.hardware.model_dump(mode="json") if self.hardware else None,
+            "hardware_summary": self.hardware.summary() if self.hardware else None,
+            "findings": [vars(f) for f in self.findings],
+        }
+
 
 def gpus_in_args(args: Iterable[str]) -> int:
     """GPUs an engine command asks for: tensor × pipeline × data parallel sizes (default 1)."""
@@ -102,17 +114,18 @@ def gpus_in_args(args: Iterable[str]) -> int:
 
 
 def _deployment_gpus(dep: Deployment, config: CorralConfig) -> int:
-    """GPUs one deployment needs on its host; 0 for a recipe made for CPUs."""
+    """GPUs one deployment needs on its host (each node's share for multi-node); 0 for a
+    recipe made for CPUs (an engine built for CPUs uses no GPU anywhere)."""
+    recipe = get_recipe(load_recipes(config.recipes_dir), dep.recipe) if dep.recipe else None
+    if recipe is not None and "cpu" in recipe.match.hardware:
+        return 0
     if dep.nodes:  # vLLM splits the world evenly over the nodes
         world = (dep.tensor_parallel_size or 1) * (dep.pipeline_parallel_size or 1)
         return max(1, world // len(dep.nodes))
-    if not dep.recipe:
+    if recipe is None:
         # Without a recipe only the deployment's own flags say it wants GPUs.
         asks = any(arg.partition("=")[0] in PARALLEL_FLAGS for arg in dep.args)
         return gpus_in_args(dep.args) if asks else 0
-    recipe = get_recipe(load_recipes(config.recipes_dir), dep.recipe)
-    if "cpu" in recipe.match.hardware:  # an engine built for CPUs uses no GPU anywhere
-        return 0
     return gpus_in_args([*recipe.args, *dep.args])
 
 

@@ -1,141 +1,211 @@
-"""A multi-node engine supervised as one unit: every rank lives, or the group restarts.
+"""A multi-node engine run as one: every rank lives, or the whole group is ended.
 
 vLLM's head answers `/health` even after a worker on another node died (the worker's
 absence shows only when a request needs it), so the head's health alone is not trusted:
-`RankGroup` watches every rank's process on its own host. The rules:
+the group watches every rank's process on its own host. `GroupRuntime` is a `Runtime`
+like the others, so `corral serve`'s supervisor runs a group through the one pipeline
+(control/pipeline.py) and its rules apply to the group as a unit:
 
-    start:    ranks in order (multinode.ranks: head first, or the Ray head, its workers,
-              then `vllm serve`), each once the one before it exists; then the caller's
-              readiness check on the head's API
-    watch:    `dead()` lists the ranks whose process is gone; a host that can't be reached
-              counts as unknown, not dead (a partition is not a crash)
-    failure:  any rank dead → every rank stopped (SIGTERM to each group, SIGKILL after the
-              grace period), then the whole group started again with backoff
+    launch:   ranks in order (multinode.ranks: head first, or the Ray head, its workers,
+              then `vllm serve`), each through its own host's runtime (process or docker),
+              each one seen alive `settle` seconds before the next starts; a rank that
+              dies at once ends the ranks already started, and the launch fails naming it
+    watch:    `alive()` is every rank's process alive; `group()` every rank's processes;
+              a host that can't be reached raises HostError (unknown, not dead: the
+              supervisor rides out a partition without restarting)
+    failure:  any rank dead → the supervisor stops the group (`stop()` ends every rank,
+              all at once) and starts it again, head first, after its backoff
+    adopt:    after a corral restart, the group is found again from the ledger's
+              `run_hosts` rows of the head's run (every rank by pid and start time)
 
-States: stopped → starting → running → (a rank died) → restarting → starting ...; `stop()`
-from any state ends every rank. All calls block (SSH commands); run them in a thread.
+All calls block (SSH commands); async code runs them in a thread.
 """
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import cast
 
-from corral.errors import EngineError, HostError
-from corral.hosts.multinode import Rank
+from corral.config import CorralConfig, Deployment, DockerOptions
+from corral.errors import EngineError
+from corral.hosts.multinode import Rank, Role, rank_command, ranks, require_spannable
+from corral.ledger.db import Ledger
+from corral.ledger.hosts import RunHost, run_hosts
+from corral.recipes.render import EngineLaunch
+from corral.runtime.base import Command, Identity, Running, Runtime
+from corral.runtime.docker import DockerRuntime
+from corral.runtime.host import Host
+from corral.runtime.process import DetachedRuntime
 
-
-class GroupHost(Protocol):
-    """What the group needs of a host (LocalHost and SshHost both answer it)."""
-
-    name: str
-
-    def spawn(
-        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, outlive: bool
-    ) -> Spawned: ...
-
-    def alive(self, pid: int, started_at: float | None) -> bool: ...
-
-    def group(self, pgid: int) -> list[int]: ...
-
-    def signal_group(self, pgid: int, sig: signal.Signals) -> None: ...
+__all__ = ["GroupRunning", "GroupRuntime", "Member", "adopt_ranks", "rank_log"]
 
 
-class Spawned(Protocol):
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def started_at(self) -> float | None: ...
-
-
-@dataclass
+@dataclass(frozen=True)
 class Member:
+    """One started rank: what it is, and its engine on its host."""
+
     rank: Rank
-    host: GroupHost
-    pid: int | None = None
-    started_at: float | None = None
+    running: Running
+    host: Host
+
+
+def rank_log(log_path: Path, rank: Rank) -> Path:
+    """Where a rank's output goes: the run's log for the API rank, a sibling for others."""
+    if rank.serves_api:
+        return log_path
+    return log_path.with_name(f"{log_path.stem}.rank{rank.index}-{rank.host}{log_path.suffix}")
 
 
 @dataclass
-class RankGroup:
-    """The ranks of one multi-node engine, started, watched and stopped together."""
+class GroupRunning:
+    """The ranks of one multi-node engine as one `Running` (the API rank's identity and log)."""
 
     members: list[Member]
-    log_dir: Path
-    ready: Callable[[], bool]
-    grace: float = 15.0
-    backoff: float = 1.0  # seconds before the first restart, doubling, at most 60
-    restarts: int = 0
-    events: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # what `alive()` last found dead
+    identity: Identity = field(init=False)
+    log_path: Path = field(init=False)
 
-    def start(self, *, timeout: float = 600.0) -> None:
-        """Start every rank in order, then wait until `ready()` (the head's API) says so."""
-        for member in self.members:
-            self._spawn(member)
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if self.dead():
-                raise EngineError(f"a rank died while the group started: {self.events[-1]}")
-            if time.monotonic() > deadline:
-                raise EngineError(f"the group's head was not ready within {timeout:.0f} s")
+    def __post_init__(self) -> None:
+        self.identity = self.head.running.identity
+        self.log_path = self.head.running.log_path
+
+    @property
+    def head(self) -> Member:
+        return next(m for m in self.members if m.rank.serves_api)
+
+    @property
+    def hosts(self) -> list[Host]:
+        """Every host a rank runs on, the head's first (each once)."""
+        return list({id(m.host): m.host for m in [self.head, *self.members]}.values())
+
+    def alive(self) -> bool:
+        """Every rank's process lives (HostError when a rank's host can't be asked)."""
+        self.gone = [_describe(m) for m in self.members if not m.running.alive()]
+        return not self.gone
+
+    def death(self) -> str:
+        """Why the group is dead, naming the ranks (after `alive()` said False)."""
+        return f"{'; '.join(self.gone)}: the whole group is stopped and started again"
+
+    def exit_code(self) -> int | None:
+        dead = [m for m in self.members if _describe(m) in self.gone] or [self.head]
+        return dead[0].running.exit_code()
+
+    def group(self) -> list[int]:
+        return [pid for member in self.members for pid in member.running.group()]
+
+    def lines(self, keep_going: Callable[[], bool]) -> Iterator[str]:
+        """The API rank's output (its startup is the group's); others log beside it."""
+        return self.head.running.lines(keep_going)
+
+    def stop(self, grace: float = 15.0) -> bool:
+        """End every rank at once (each SIGTERM, SIGKILL after `grace`); False if none ran."""
+        with ThreadPoolExecutor(max_workers=len(self.members)) as pool:
+            stopped = list(pool.map(lambda m: m.running.stop(grace), self.members))
+        return any(stopped)
+
+
+def _describe(member: Member) -> str:
+    rank = member.rank
+    return f"rank {rank.index} ({rank.role}) on {rank.host} is gone"
+
+
+@dataclass
+class GroupRuntime:
+    """A `nodes: [...]` deployment: one runtime per node, the ranks started in order.
+
+    `command()` renders every rank's command (kept for `launch`) and returns the API
+    rank's, which the ledger records and `corral render` prints with the others.
+    """
+
+    deployment: Deployment
+    config: CorralConfig
+    runtimes: Mapping[str, Runtime]  # node name → the runtime on that host
+    ledger: Ledger
+    settle: float = 1.0  # seconds a rank must stay alive before the next starts
+    planned: list[tuple[Rank, Command]] = field(default_factory=list)
+    kind: str = field(init=False)
+    host: Host = field(init=False)
+    outlives_corral: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        head = self.head_runtime
+        self.kind, self.host, self.outlives_corral = head.kind, head.host, head.outlives_corral
+
+    @property
+    def head_runtime(self) -> Runtime:
+        return self.runtimes[self.deployment.nodes[0]]
+
+    def command(self, launch: EngineLaunch, options: DockerOptions) -> Command:
+        require_spannable(self.deployment)
+        base = self.head_runtime.command(launch, options)
+        self.planned = [(rank, rank_command(base, rank))
+                        for rank in ranks(base.argv, self.deployment, self.config)]  # fmt: skip
+        return next(command for rank, command in self.planned if rank.serves_api)
+
+    def launch(self, command: Command, log_path: Path) -> Running:
+        """Start every rank in order; EngineError (the ranks started so far ended) when a
+        rank fails to start or dies within `settle` seconds."""
+        del command  # the API rank's, from `command()`: `planned` holds every rank's
+        members: list[Member] = []
+        try:
+            for rank, rank_cmd in self.planned:
+                members.append(self._start(rank, rank_cmd, log_path))
+        except EngineError:
+            GroupRunning(members).stop(grace=5.0)
+            raise
+        return GroupRunning(members)
+
+    def _start(self, rank: Rank, command: Command, log_path: Path) -> Member:
+        runtime = self.runtimes[rank.host]
+        member = Member(rank, runtime.launch(command, rank_log(log_path, rank)), runtime.host)
+        deadline = time.monotonic() + self.settle
+        while time.monotonic() < deadline:
+            if not member.running.alive():
+                raise EngineError(
+                    f"{self.deployment.name}: rank {rank.index} ({rank.role}) on {rank.host} "
+                    f"exited at once (code {member.running.exit_code()})",
+                    hint=f"its log on {rank.host}: {member.running.log_path}; `corral render "
+                    f"{self.deployment.name}` shows each rank's command",
+                )
             time.sleep(0.2)
+        return member
 
-    def _spawn(self, member: Member) -> None:
-        rank = member.rank
-        log = self.log_dir / f"rank-{rank.index}" / f"{rank.role}.log"
-        spawned = member.host.spawn(rank.argv, rank.env, log, outlive=True)
-        member.pid, member.started_at = spawned.pid, spawned.started_at
-        self.events.append(f"rank {rank.index} ({rank.role}) started on {rank.host}")
+    def placements(self, running: GroupRunning) -> list[RunHost]:
+        """The ledger's `run_hosts` rows for a launched group (run id filled in later)."""
+        return [RunHost(0, m.rank.host, self.config.host(m.rank.host).address, m.rank.index,
+                        m.rank.role, m.running.identity.pid, m.running.identity.pid_started_at)
+                for m in running.members]  # fmt: skip
 
-    def dead(self) -> list[Member]:
-        """Ranks whose process is gone; an unreachable host's ranks are not counted."""
-        gone = []
-        for member in self.members:
-            try:
-                if member.pid is None or not member.host.alive(member.pid, member.started_at):
-                    gone.append(member)
-            except HostError:
-                continue
-        for member in gone:
-            self.events.append(f"rank {member.rank.index} on {member.rank.host} is gone")
-        return gone
+    def adopt(self, identity: Identity, log_path: Path) -> Running | None:
+        """The group whose API rank is `identity`, every rank still alive; else None."""
+        row = self.ledger.conn.execute(
+            "SELECT run_id FROM run_hosts WHERE host = ? AND pid = ? ORDER BY run_id DESC",
+            (self.deployment.nodes[0], identity.pid),
+        ).fetchone()
+        if row is None:
+            return None
+        hosts = {name: runtime.host for name, runtime in self.runtimes.items()}
+        rows = run_hosts(self.ledger, int(row[0]))
+        return adopt_ranks(rows, hosts.__getitem__, identity.container, log_path)
 
-    def stop(self) -> None:
-        """End every rank: SIGTERM to each process group, SIGKILL after the grace period."""
-        for member in self.members:
-            self._signal(member, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        while any(self._left(m) for m in self.members) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for member in self.members:
-            if self._left(member):
-                self._signal(member, signal.SIGKILL)
-        for member in self.members:
-            member.pid = member.started_at = None
 
-    def _signal(self, member: Member, sig: signal.Signals) -> None:
-        if member.pid is not None:
-            member.host.signal_group(member.pid, sig)
-
-    def _left(self, member: Member) -> bool:
-        return member.pid is not None and bool(member.host.group(member.pid))
-
-    def restart(self, *, timeout: float = 600.0) -> None:
-        """Stop all ranks and start the group again (what any rank's death leads to)."""
-        self.restarts += 1
-        self.events.append(f"restarting the whole group (restart {self.restarts})")
-        self.stop()
-        time.sleep(min(self.backoff * 2 ** (self.restarts - 1), 60.0))
-        self.start(timeout=timeout)
-
-    def watch_once(self, *, timeout: float = 600.0) -> bool:
-        """One supervision step: restart the group if a rank died; True if it did."""
-        if not self.dead():
-            return False
-        self.restart(timeout=timeout)
-        return True
+def adopt_ranks(rows: list[RunHost], hosts: Callable[[str], Host], container: str | None,
+                log_path: Path, docker: str = "docker") -> GroupRunning | None:  # fmt: skip
+    """A group found again from its `run_hosts` rows: every rank by pid and start time on
+    its host (or by container name, the same on every node); None when any rank is gone."""
+    members = []
+    for row in rows:
+        host = hosts(row.host)
+        rank = Rank(row.rank, row.host, cast(Role, row.role), ())
+        identity = Identity(row.pid, row.pid_started_at, container)
+        runtime: Runtime = DockerRuntime(host, docker) if container else DetachedRuntime(host)
+        running = runtime.adopt(identity, rank_log(log_path, rank))
+        if running is None:
+            return None
+        members.append(Member(rank, running, host))
+    return GroupRunning(members)

@@ -51,6 +51,11 @@ def reachable_url(host: Host, url: str) -> str:
     return f"{parts.scheme}://127.0.0.1:{host.reach(parts.port)}{parts.path}"
 
 
+def address_of(host: Host) -> str:
+    """The address a host is reached at (`hosts.NAME.address`); "" for this machine."""
+    return host.client.target.address if isinstance(host, SshHost) else ""
+
+
 def link_up(host: Host) -> bool:
     """False while a remote host's SSH link is down; this machine is always up."""
     return host.link_up() if isinstance(host, SshHost) else True
