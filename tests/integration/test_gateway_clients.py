@@ -287,7 +287,10 @@ def close_litellms_loop() -> None:
     one (measured: litellm 1.110.2); close it here, or a later test that swaps the loop gets
     its ResourceWarning (seen in test_llama_server once LiteLLM ran for both engines)."""
     policy = asyncio.get_event_loop_policy()
-    loop = policy.get_event_loop()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:  # no loop is set in this thread (an earlier test cleared it)
+        return
     if not loop.is_running():
         loop.close()
         policy.set_event_loop(None)
