@@ -65,6 +65,7 @@ __all__ = [
     "deployment_lock",
     "differs",
     "find_running",
+    "found_in",
     "log_lines",
     "prepare_checked",
     "settle_dead_run",
@@ -203,12 +204,17 @@ def find_running(ledger: Ledger, name: str, host: Host, docker: str = "docker", 
     return live, adopter.adopt(identity, log_path)
 
 
+def found_in(services: Services, name: str) -> tuple[dict[str, Any], Running | None] | None:
+    """`find_running` with the services' ledger, host, docker CLI and hosts (for groups)."""
+    return find_running(services.ledger, name, services.host, services.docker,
+                        hosts=services.hosts)  # fmt: skip
+
+
 def claim(prepared: Prepared, services: Services, runtime: Runtime) -> Live:
     """Adopt the running engine of the deployment, or launch one (blocking)."""
     name = prepared.deployment.name
     with deployment_lock(services.home, name):
-        found = find_running(services.ledger, name, services.host, services.docker,
-                             hosts=services.hosts)  # fmt: skip
+        found = found_in(services, name)
         if found is not None:
             live, running = found
             if running is not None:
@@ -468,8 +474,7 @@ async def _pass_gate(live: Live, gate: Gate | None) -> None:
 def stop_deployment(name: str, services: Services, *, reason: str = "stopped") -> int:
     """Stop the live run of `name` (under its lock); its run id. EngineError when none."""
     with deployment_lock(services.home, name):
-        found = find_running(services.ledger, name, services.host, services.docker,
-                             hosts=services.hosts)  # fmt: skip
+        found = found_in(services, name)
         if found is None:
             raise EngineError(
                 f"{name!r} has no running engine in the ledger",
@@ -501,8 +506,7 @@ def log_lines(name: str, services: Services, *, follow: bool = False) -> Iterato
             yield from proc.stdout
         proc.wait()
         return
-    found = find_running(services.ledger, name, services.host, services.docker,
-                         hosts=services.hosts)  # fmt: skip
+    found = found_in(services, name)
     running = found[1] if found and run["ended_at"] is None else None
     keep = running.alive if (follow and running is not None) else (lambda: False)
     yield from services.host.follow(Path(run["log_path"]), keep)

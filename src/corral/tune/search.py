@@ -21,7 +21,7 @@ from corral.config import CorralConfig
 from corral.control.pipeline import (
     Services,
     bring_up,
-    find_running,
+    found_in,
     prepare_checked,
     runtime_of,
     stop_deployment,
@@ -143,8 +143,7 @@ class Search:
         return tune_id, outcomes, state
 
     def _running(self) -> bool:
-        found = find_running(self.services.ledger, self.request.deployment, self.services.host,
-                             self.services.docker)  # fmt: skip
+        found = found_in(self.services, self.request.deployment)
         return found is not None and found[1] is not None
 
     def _each(self, tune_id: int, planned: list[tuple[Candidate, str | None, str]],
