@@ -1,11 +1,19 @@
 """Does `corral bench serve` agree with `vllm bench serve`? Both run against the same real
 vLLM CPU engine (SmolLM2-135M, started here) with the same settings: random prompts of
-128 tokens, 32 output tokens with ignore_eos, concurrency 4, 24 measured requests after
-4 warm-up requests, the completions API. Each round runs both tools back to back, the
-order swapped every round, so a change in the machine's load hits both; each figure is
-the median over rounds of the paired difference.
+128 tokens, 32 output tokens with ignore_eos, concurrency 4, 24 measured requests, the
+completions API. Each round runs both tools back to back, the order swapped every round,
+so a change in the machine's load hits both; each figure is the median over rounds of the
+paired difference.
 
-    make bench-crosscheck      (or: .venv/bin/python scripts/bench_crosscheck.py)
+    make bench-crosscheck      (or: .venv/bin/python scripts/bench_crosscheck.py [--rounds N])
+
+Besides the raw figures, each tool's TTFT and throughput are given relative to the engine's
+own account of exactly the requests that tool measured (its `/metrics`, scraped before and
+after): the engine's speed moves run to run on a shared machine, and this ratio cancels
+it. So that account holds only the measured requests, the tools run no warm-up of their
+own (this script warms the engine up the same way before each tool: four concurrent
+requests), and corral's one-request `ignore_eos` probe is subtracted: the same probe is
+sent alone afterwards and its own engine figures taken out of the sums.
 
 It takes the exclusive lock /tmp/corral-vllm.lock while its engine runs (other sessions'
 real-engine tests wait, and it waits for them). Prints figures, then one JSON object on
@@ -18,6 +26,7 @@ model folder, so nothing is downloaded.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -28,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,8 @@ from tests.support.vllm import start_default_engine  # noqa: E402
 
 from corral.store import default_model  # noqa: E402
 
-INPUT_LEN, OUTPUT_LEN, CONCURRENCY, REQUESTS, WARMUP, ROUNDS = 128, 32, 4, 24, 4, 3
+INPUT_LEN, OUTPUT_LEN, CONCURRENCY, REQUESTS, WARMUP, ROUNDS = 128, 32, 4, 24, 4, 5
+PROBE = {"prompt": "Say hello.", "max_tokens": 4, "ignore_eos": True}  # bench/serve.py's probe
 
 VLLM_BENCH = (
     "import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
@@ -62,7 +73,7 @@ def run_vllm_bench(base_url: str, name: str, model: Path, out: Path, seed: int) 
         "--model": model, "--served-model-name": name, "--tokenizer": model,
         "--dataset-name": "random", "--random-input-len": INPUT_LEN,
         "--random-output-len": OUTPUT_LEN, "--num-prompts": REQUESTS,
-        "--max-concurrency": CONCURRENCY, "--num-warmups": WARMUP, "--seed": seed,
+        "--max-concurrency": CONCURRENCY, "--num-warmups": 0, "--seed": seed,
         "--result-dir": out.parent, "--result-filename": out.name,
     }  # fmt: skip
     argv = [sys.executable, "-c", VLLM_BENCH, *pairs(options), "--ignore-eos",
@@ -84,7 +95,7 @@ def run_vllm_bench(base_url: str, name: str, model: Path, out: Path, seed: int) 
 def run_corral_bench(base_url: str, name: str, seed: int) -> dict[str, Any]:
     options = {
         "--model": name, "--api": "completions", "--concurrency": CONCURRENCY,
-        "--requests": REQUESTS, "--warmup": WARMUP, "--input-len": INPUT_LEN,
+        "--requests": REQUESTS, "--warmup": 0, "--input-len": INPUT_LEN,
         "--output-len": OUTPUT_LEN, "--seed": seed,
     }  # fmt: skip
     argv = [str(REPO / ".venv" / "bin" / "corral"), "bench", "serve", base_url,
@@ -128,23 +139,62 @@ def scrape(base_url: str) -> dict[str, float]:
     return out
 
 
-def engine_view(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """The engine's mean TTFT and e2e latency over the requests of one tool run."""
-    d = {k: after[k] - before[k] for k in ENGINE_METRICS}
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in ENGINE_METRICS}
+
+
+def engine_view(d: dict[str, float]) -> dict[str, float]:
+    """The engine's mean TTFT and e2e latency over the requests counted in `d`."""
     ttft = d["vllm:time_to_first_token_seconds_sum"] / d["vllm:time_to_first_token_seconds_count"]
     e2e = d["vllm:e2e_request_latency_seconds_sum"] / d["vllm:e2e_request_latency_seconds_count"]
-    return {"engine_mean_ttft_ms": ttft * 1000, "engine_mean_e2e_ms": e2e * 1000}
+    return {"engine_mean_ttft_ms": ttft * 1000, "engine_mean_e2e_ms": e2e * 1000,
+            "engine_requests": d["vllm:e2e_request_latency_seconds_count"]}  # fmt: skip
 
 
-def timed(base_url: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one tool; note the load average, the CPU its process used, and the engine's own
-    view of the same requests (from /metrics, before and after)."""
+def stream(client: httpx.Client, base_url: str, name: str, body: dict[str, Any]) -> None:
+    payload = {"model": name, "stream": True, "stream_options": {"include_usage": True}, **body}
+    with client.stream("POST", base_url + "/v1/completions", json=payload) as response:
+        response.raise_for_status()
+        for _ in response.iter_bytes():
+            pass
+
+
+def warm_up(base_url: str, name: str, seed: int) -> None:
+    """WARMUP concurrent requests of the measured shape, outside every tool's account (each
+    tool's own warm-ups differ: vLLM's repeat one prompt, corral's open its closed loop)."""
+    words = [f"w{(seed * 7919 + i * 104729) % 100_003}" for i in range(WARMUP * INPUT_LEN)]
+    with httpx.Client(timeout=300) as client, ThreadPoolExecutor(WARMUP) as pool:
+        prompts = [" ".join(words[i * INPUT_LEN : (i + 1) * INPUT_LEN]) for i in range(WARMUP)]
+        body = {"max_tokens": OUTPUT_LEN, "ignore_eos": True}
+        jobs = [pool.submit(stream, client, base_url, name, {**body, "prompt": p}) for p in prompts]
+        for job in jobs:
+            job.result()
+
+
+def probe_counts(base_url: str, name: str) -> dict[str, float]:
+    """The engine's figures for corral's probe request alone (to take out of its run)."""
+    before = scrape(base_url)
+    with httpx.Client(timeout=300) as client:
+        stream(client, base_url, name, PROBE)
+    return delta(before, scrape(base_url))
+
+
+def timed(
+    base_url: str, name: str, tool: str, seed: int, job: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run one tool after the shared warm-up; note the load average, the CPU its process
+    used, and the engine's own view of exactly the requests it measured."""
+    warm_up(base_url, name, seed)
     load = os.getloadavg()[0]
     before, counters = resource.getrusage(resource.RUSAGE_CHILDREN), scrape(base_url)
     row = job()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    engine = engine_view(counters, scrape(base_url))
+    counted = delta(counters, scrape(base_url))
+    if tool == "corral":
+        probe = probe_counts(base_url, name)
+        counted = {k: v - probe[k] for k, v in counted.items()}
+    engine = engine_view(counted)
     # Relative to the engine's own account: TTFT over the engine's TTFT, and throughput
     # over what the engine's mean request latency implies for this closed loop
     # (concurrency × tokens per request ÷ mean e2e). Both cancel how fast the engine
@@ -160,12 +210,12 @@ def timed(base_url: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure(base_url: str, name: str, model: Path, work: Path) -> dict[str, Any]:
-    """ROUNDS rounds, each one run of each tool back to back, the order swapped every round
+def measure(base_url: str, name: str, model: Path, work: Path, rounds: int) -> dict[str, Any]:
+    """`rounds` rounds, each one run of each tool back to back, the order swapped every round
     (a machine shared with others drifts: pairing runs in time cancels most of it); a new
     prompt seed every round, so no round reuses another's prompts from the prefix cache."""
-    rounds = []
-    for i in range(ROUNDS):
+    done = []
+    for i in range(rounds):
         jobs = {
             "vllm": lambda i=i: run_vllm_bench(
                 base_url, name, model, work / f"vllm-{i}.json", seed=100 + i
@@ -173,20 +223,16 @@ def measure(base_url: str, name: str, model: Path, work: Path) -> dict[str, Any]
             "corral": lambda i=i: run_corral_bench(base_url, name, seed=100 + i),
         }
         order = ["vllm", "corral"] if i % 2 == 0 else ["corral", "vllm"]
-        pair = {tool: timed(base_url, jobs[tool]) for tool in order}
-        rounds.append(pair)
+        pair = {tool: timed(base_url, name, tool, 100 + i, jobs[tool]) for tool in order}
+        done.append(pair)
         print(f"round {i + 1}: vllm {pair['vllm']}\n         corral {pair['corral']}", flush=True)
     keys = ("output_tok_s", "mean_ttft_ms", "mean_tpot_ms", "tok_s_vs_engine", "ttft_vs_engine")
-    diffs = {
-        key: statistics.median(diff_pct(r["corral"][key], r["vllm"][key]) for r in rounds)
-        for key in keys
+    per_round = {key: [diff_pct(r["corral"][key], r["vllm"][key]) for r in done] for key in keys}
+    return {
+        "median_round_diff_pct": {key: statistics.median(v) for key, v in per_round.items()},
+        "round_diff_range_pct": {key: [min(v), max(v)] for key, v in per_round.items()},
+        "rounds": done,
     }
-    # The same runs, corral's TTFT as it was counted before (first chunk with text): the
-    # before/after of docs/bench.md, side by side on the very same requests.
-    diffs["mean_ttft_first_text_ms"] = statistics.median(
-        diff_pct(r["corral"]["mean_ttft_first_text_ms"], r["vllm"]["mean_ttft_ms"]) for r in rounds
-    )
-    return {"median_round_diff_pct": diffs, "rounds": rounds}
 
 
 def split_cores() -> tuple[set[int], set[int]] | None:
@@ -216,6 +262,9 @@ def client_cores(split: tuple[set[int], set[int]] | None) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="paired rounds (default 5)")
+    rounds = parser.parse_args().rounds
     started = time.monotonic()
     base = home()
     model = default_model.pull(
@@ -232,35 +281,34 @@ def main() -> int:
                 f"engine ready at {engine.base_url} after {time.monotonic() - started:.0f} s",
                 flush=True,
             )
-            found = measure(engine.base_url, engine.served_name, model, Path(tmp))
+            found = measure(engine.base_url, engine.served_name, model, Path(tmp), rounds)
         finally:
             engine.stop()
             fcntl.flock(lock, fcntl.LOCK_UN)
-    d = found["median_round_diff_pct"]
+    d, spread = found["median_round_diff_pct"], found["round_diff_range_pct"]
     result = {
-        # Headline: the raw figures, corral − vLLM per round, median over rounds. The same
-        # figures relative to the engine's own /metrics account of each run are diagnostics
-        # (they cancel the engine's speed on a shared machine, but carry a bias of their own:
-        # see docs/bench.md).
+        # corral − vLLM per round, median over rounds: raw, and relative to the engine's own
+        # account of the very requests each tool measured (which cancels the engine's speed).
         "throughput_diff_pct": d["output_tok_s"],
         "ttft_diff_pct": d["mean_ttft_ms"],
         "tpot_diff_pct": d["mean_tpot_ms"],
         "engine_relative_throughput_diff_pct": d["tok_s_vs_engine"],
         "engine_relative_ttft_diff_pct": d["ttft_vs_engine"],
-        "ttft_first_text_diff_pct": d["mean_ttft_first_text_ms"],
         "settings": {
             "input_len": INPUT_LEN,
             "output_len": OUTPUT_LEN,
             "concurrency": CONCURRENCY,
             "requests": REQUESTS,
             "warmup": WARMUP,
-            "rounds": ROUNDS,
+            "rounds": rounds,
         },
         **found,
         "seconds": round(time.monotonic() - started, 1),
     }
     for key, value in d.items():
-        print(f"{key}: corral − vllm = {value:+.2f}% (median of {ROUNDS} paired rounds)")
+        low, high = spread[key]
+        print(f"{key}: corral − vllm = {value:+.2f}% (median of {rounds} paired rounds; "
+              f"rounds {low:+.2f} to {high:+.2f}%)")  # fmt: skip
     print(json.dumps(result))
     return 0
 

@@ -10,9 +10,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from corral.config import ApiSettings
+from corral.gateway.apis import ApiFront
 from corral.gateway.errors import HttpError
 from corral.gateway.translate import tokens
-from corral.gateway.translate.forced import Forced, ForcedTool
+from corral.gateway.translate.forced import ChatAsIs, Forced, ForcedTool
 from corral.gateway.translate.messages import MessagesTranslation
 from corral.gateway.translate.relay import TranslatingRelay
 
@@ -112,6 +114,81 @@ def _one_chunk(text: str) -> bytes:
     return (
         b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     )
+
+
+CHAT_TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add integers",
+                                               "parameters": ADD}}]  # fmt: skip
+
+
+def chat_body(choice: Any, **extra: Any) -> dict[str, Any]:
+    return {"model": "m", "max_tokens": 60, "tools": CHAT_TOOLS, "tool_choice": choice,
+            "messages": [{"role": "user", "content": "Add 2 and 3."}], **extra}  # fmt: skip
+
+
+def test_a_forced_chat_tool_on_a_model_without_tools_is_answered_as_json() -> None:
+    front = ApiFront(ApiSettings())
+    named = {"type": "function", "function": {"name": "add"}}
+    translation = front.prepare("chat", "llama-server", chat_body(named), "m", tools=False)
+    assert isinstance(translation, Forced)
+    body = translation.chat_request()
+    assert "tools" not in body
+    assert body["response_format"]["json_schema"]["schema"] == ADD
+    # an optional tool, a model that calls tools, another API's pass-through: unchanged
+    assert front.prepare("chat", "llama-server", chat_body("auto"), "m", tools=False) is None
+    assert front.prepare("chat", "vllm", chat_body(named), "m", tools=True) is None
+    assert front.prepare("completions", "llama-server", {"prompt": "x"}, "m", tools=False) is None
+
+
+def test_a_whole_chat_json_answer_becomes_a_tool_call() -> None:
+    translation = Forced(ChatAsIs(chat_body("required"), "m"), ForcedTool(CHAT_TOOLS, None))
+    answer = {"id": "c1", "object": "chat.completion", "model": "m", "created": 1,
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": '{"numbers": [2, 3]}'}}],
+              "usage": {"prompt_tokens": 37, "completion_tokens": 9}}  # fmt: skip
+    out = translation.from_chat(answer)
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "add"
+    jsonschema.validate(json.loads(call["function"]["arguments"]), ADD)
+    assert choice["message"]["content"] is None
+    assert choice["message"]["refusal"] is None  # strict: the schema requires it
+    assert choice["logprobs"] is None
+
+
+@pytest.mark.parametrize("usage", [True, False])
+def test_the_recorded_llama_server_stream_becomes_chat_tool_call_deltas(usage: bool) -> None:
+    raw = (CAPTURE / "forced_tool_stream.txt").read_text().split("\n", 1)[1].encode()
+    # the usage chunk llama-server sends last when the gateway asks for it (it always does)
+    usage_chunk = b'data: {"choices":[],"usage":{"prompt_tokens":37,"completion_tokens":28}}\n\n'
+    raw = raw.replace(b"data: [DONE]", usage_chunk + b"data: [DONE]")
+    named = {"type": "function", "function": {"name": "add"}}
+    options = {"stream_options": {"include_usage": True}} if usage else {}
+    body = chat_body(named, stream=True, **options)
+    relay = TranslatingRelay(Forced(ChatAsIs(body, "asked"), ForcedTool.of(body)).writer())  # type: ignore[arg-type]
+    out = relay.feed(raw) + relay.finish()
+    assert out.endswith(b"data: [DONE]\n\n")
+    chunks = [c for _, c in sse_events(out)]
+    assert {c["model"] for c in chunks if "model" in c} == {"asked"}
+    deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+    assert not any(d.get("content") for d in deltas)
+    calls = [call for d in deltas for call in d.get("tool_calls") or ()]
+    assert calls[0]["function"]["name"] == "add"
+    assert calls[0]["id"].startswith("call_")
+    jsonschema.validate(json.loads("".join(c["function"]["arguments"] for c in calls)), ADD)
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c.get("choices")]
+    assert finishes[-1] == "tool_calls"
+    assert any(c.get("usage") for c in chunks) is usage
+
+
+def test_a_broken_forced_chat_stream_ends_with_an_error_event() -> None:
+    body = chat_body("required", stream=True)
+    relay = TranslatingRelay(Forced(ChatAsIs(body, "m"), ForcedTool(CHAT_TOOLS, None)).writer())
+    out = relay.feed(b'data: {"choices": [{"index": 0, "delta": {"content": "{\\"num"}}]}\n\n')
+    out += relay.cut(502, "the engine dropped the connection", "engine_disconnected")
+    events = [c for _, c in sse_events(out)]
+    assert events[-1]["error"]["code"] == "engine_disconnected"
+    assert out.endswith(b"data: [DONE]\n\n")
 
 
 def test_llama_servers_tokenize_in_vllms_shape() -> None:

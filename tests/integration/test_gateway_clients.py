@@ -282,6 +282,36 @@ def test_openai_chat_langchain_and_litellm(auto_gateway: GatewayServer) -> None:
     assert lite.choices[0].message.content  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("choice", ["named", "required"])
+def test_openai_chat_forced_tool_follows_its_schema(
+    auto_gateway: GatewayServer, choice: str
+) -> None:
+    """On vLLM the engine's own strict tool call; on llama-server (tools: false) the
+    gateway's constrained JSON turned into the call (forced.py): the same answer shape."""
+    tool = {"type": "function", "function": {"name": "add", "description": "Add integers",
+                                             "parameters": ADD_SCHEMA, "strict": True}}  # fmt: skip
+    picked: Any = {"type": "function", "function": {"name": "add"}} if choice == "named" else choice
+    ask: Any = [{"role": "user", "content": "Add 2 and 3."}]
+    with oai(auto_gateway) as client:
+        whole = client.chat.completions.create(
+            model="default", messages=ask, tools=[tool], tool_choice=picked, max_tokens=200,  # type: ignore[list-item]
+        )  # fmt: skip
+        stream = client.chat.completions.create(
+            model="default", messages=ask, tools=[tool], tool_choice=picked, max_tokens=200,  # type: ignore[list-item]
+            stream=True,
+        )  # fmt: skip
+        pieces = [call for chunk in stream for c in chunk.choices
+                  for call in c.delta.tool_calls or ()]  # fmt: skip
+    (call,) = whole.choices[0].message.tool_calls or []
+    assert call.function.name == "add"  # type: ignore[union-attr]
+    jsonschema.validate(json.loads(call.function.arguments), ADD_SCHEMA)  # type: ignore[union-attr]
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert pieces[0].function is not None
+    assert pieces[0].function.name == "add"
+    streamed = "".join(p.function.arguments or "" for p in pieces if p.function is not None)
+    jsonschema.validate(json.loads(streamed), ADD_SCHEMA)
+
+
 def close_litellms_loop() -> None:
     """litellm's sync `completion` leaves an open event loop set as this thread's current
     one (measured: litellm 1.110.2); close it here, or a later test that swaps the loop gets

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from corral.config import ApiSettings
 from corral.gateway.translate import modes
-from corral.gateway.translate.forced import Forced, ForcedTool
+from corral.gateway.translate.forced import ChatAsIs, Forced, ForcedTool
 from corral.gateway.translate.messages import MessagesTranslation
 from corral.gateway.translate.responses import ResponsesTranslation
 from corral.gateway.translate.store import ReasoningMemory, ResponseStore
@@ -35,11 +35,14 @@ class ApiFront:
         self, api: Api, engine: str, payload: dict[str, Any], requested: str, *, tools: bool
     ) -> Translation | None:
         """The translation for this request, or None to pass it through (400s raised here).
-        `tools`: whether the deployment's model calls tools; if not, a forced tool is
-        answered as schema-constrained JSON (forced.py)."""
+        `tools`: whether the deployment's model calls tools; if not, a forced tool (in any
+        API, Chat Completions included) is answered as schema-constrained JSON (forced.py)."""
         translation = self._translation(api, engine, payload, requested)
-        if translation is None or tools:
+        if tools:
             return translation
+        if translation is None:
+            forced = ForcedTool.of(payload) if api == "chat" else None
+            return None if forced is None else Forced(ChatAsIs(payload, requested), forced)
         forced = ForcedTool.of(translation.chat_request())
         return translation if forced is None else Forced(translation, forced)
 

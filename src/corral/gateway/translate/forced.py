@@ -1,10 +1,11 @@
 """Forced tool calls for a deployment whose model cannot call tools (`capabilities.tools: false`).
 
 SmolLM2's chat template has no tool format, so llama-server answers every `tool_choice`
-in text (docs/llama-server.md). A translated Responses or Messages request that forces a
-tool (a named one, or `required` / `any`) is sent to such a deployment as a
-JSON-constrained chat request instead: `response_format: json_schema` with the tool's
-parameters (one tool) or, for several, `anyOf` over `{"name": const, "arguments": …}`.
+in text (docs/llama-server.md). A request that forces a tool (a named one, or `required`
+/ `any`), whether Chat Completions or a translated Responses or Messages request, is sent
+to such a deployment as a JSON-constrained chat request instead: `response_format:
+json_schema` with the tool's parameters (one tool) or, for several, `anyOf` over
+`{"name": const, "arguments": …}`.
 llama-server compiles the schema into a grammar (read: tools/server/README.md,
 `response_format`; measured here: `{"numbers": [2, 3]}` for "Add 2 and 3."). The JSON
 text of the answer becomes the tool call the API's translation expects: a stream's text
@@ -12,6 +13,7 @@ deltas become argument deltas (one tool) or one whole call at the end (several).
 
     forced = ForcedTool.of(chat_body)            # None: the request forces no tool
     translation = Forced(translation, forced)    # same interface as the translation
+    translation = Forced(ChatAsIs(chat_body, requested), forced)   # Chat Completions itself
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from corral.gateway import strict
+from corral.gateway.normalize import is_usage_chunk, normalize
+from corral.gateway.sse import DONE, error_event, sse_event
 from corral.gateway.translate.chat import field_error, new_id
 from corral.gateway.translate.relay import Writer
 
@@ -178,3 +183,48 @@ class ForcedWriter:
 
     def fail(self, status: int, message: str, code: str) -> bytes:
         return self.inner.fail(status, message, code)
+
+
+class ChatAsIs:
+    """A Chat Completions request taken through the translation path unchanged, so that
+    `Forced` can answer its forced tool as JSON: chat in, chat out (the model name the
+    client asked for, strict-schema fixes, the usage chunk only if the client asked)."""
+
+    def __init__(self, chat: dict[str, Any], requested: str) -> None:
+        self.chat = chat
+        self.requested = requested
+        options = chat.get("stream_options")
+        self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def chat_request(self) -> dict[str, Any]:
+        return self.chat
+
+    def from_chat(self, answer: dict[str, Any]) -> dict[str, Any]:
+        strict.conform(answer)
+        return answer
+
+    def writer(self) -> ChatWriter:
+        return ChatWriter(self.requested, wants_usage=self.wants_usage)
+
+
+class ChatWriter:
+    """Chat chunks out as chat SSE events, as the pass-through relay would send them."""
+
+    def __init__(self, requested: str, *, wants_usage: bool) -> None:
+        self.requested = requested
+        self.wants_usage = wants_usage
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        if not self.wants_usage or chunk.get("usage") is None:
+            if is_usage_chunk(chunk):
+                return b""
+            chunk.pop("usage", None)
+        strict.conform(chunk)
+        normalize(chunk, self.requested)
+        return sse_event(chunk)
+
+    def finish(self) -> bytes:
+        return DONE
+
+    def fail(self, status: int, message: str, code: str) -> bytes:
+        return error_event(status, message, code) + DONE
