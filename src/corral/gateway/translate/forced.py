@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from corral.gateway import strict
+from corral.gateway import limits, strict
 from corral.gateway.normalize import is_usage_chunk, normalize
 from corral.gateway.sse import DONE, error_event, sse_event
 from corral.gateway.translate.chat import field_error, new_id
@@ -188,37 +188,50 @@ class ForcedWriter:
 class ChatAsIs:
     """A Chat Completions request taken through the translation path unchanged, so that
     `Forced` can answer its forced tool as JSON: chat in, chat out (the model name the
-    client asked for, strict-schema fixes, the usage chunk only if the client asked)."""
+    client asked for, strict-schema fixes, the usage chunk only if the client asked).
+
+    The finish reason is what an engine that calls tools gives: `tool_calls` for
+    `required`, `stop` for a named tool (OpenAI's and vLLM's answer to a named
+    `tool_choice`; measured on vLLM 0.32)."""
 
     def __init__(self, chat: dict[str, Any], requested: str) -> None:
         self.chat = chat
         self.requested = requested
-        options = chat.get("stream_options")
-        self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self.wants_usage = limits.wants_usage(chat)
+        self.named = isinstance(chat.get("tool_choice"), dict)
 
     def chat_request(self) -> dict[str, Any]:
         return self.chat
 
     def from_chat(self, answer: dict[str, Any]) -> dict[str, Any]:
+        _finish_as_asked(answer, self.named)
         strict.conform(answer)
         return answer
 
     def writer(self) -> ChatWriter:
-        return ChatWriter(self.requested, wants_usage=self.wants_usage)
+        return ChatWriter(self.requested, wants_usage=self.wants_usage, named=self.named)
+
+
+def _finish_as_asked(obj: dict[str, Any], named: bool) -> None:
+    for choice in obj.get("choices") or ():
+        if named and isinstance(choice, dict) and choice.get("finish_reason") == "tool_calls":
+            choice["finish_reason"] = "stop"
 
 
 class ChatWriter:
     """Chat chunks out as chat SSE events, as the pass-through relay would send them."""
 
-    def __init__(self, requested: str, *, wants_usage: bool) -> None:
+    def __init__(self, requested: str, *, wants_usage: bool, named: bool) -> None:
         self.requested = requested
         self.wants_usage = wants_usage
+        self.named = named
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         if not self.wants_usage or chunk.get("usage") is None:
             if is_usage_chunk(chunk):
                 return b""
             chunk.pop("usage", None)
+        _finish_as_asked(chunk, self.named)
         strict.conform(chunk)
         normalize(chunk, self.requested)
         return sse_event(chunk)
