@@ -25,7 +25,7 @@ from corral.recipes.prepare import Prepared
 from corral.report.logbook import collect
 from corral.report.markdown import render
 from corral.tune import fit, result, store
-from corral.tune.measure import Repeats, measure
+from corral.tune.measure import Repeats, measure, workload_requests
 from corral.tune.search import Search, TuneRequest, interrupts_as_keyboard
 from corral.tune.space import Candidate, candidates_of, load_space
 from corral.tune.workload import Objective, Shape, Workload, load_workload, parse_objective
@@ -70,6 +70,30 @@ def test_objective_with_percentile() -> None:
         load_workload("nope")
 
 
+class WordCounter:
+    """One token per word: enough for prompts of a set length without an engine."""
+
+    async def count(self, text: str, *, chat: bool) -> int:
+        return len(text.split())
+
+
+async def test_repeats_send_the_same_lengths_with_new_words() -> None:
+    """So the spread between repeats is noise, not another draw of the chat mix, and no
+    repeat is served from the engine's prefix cache."""
+    endpoint, chat = Endpoint("http://127.0.0.1:1", "m", api="completions"), load_workload("chat")
+
+    async def draw(text_seed: int) -> list[tuple[int, int | None, str]]:
+        requests = await workload_requests(WordCounter(), endpoint, chat, 12, seed=4,
+                                           text_seed=text_seed)  # fmt: skip
+        return [(r.max_tokens, r.prompt_tokens, r.payload["prompt"]) for r in requests]
+
+    first, again, second = await draw(4), await draw(4), await draw(1004)
+    assert first == again  # seeded: every candidate gets the same requests
+    assert [(m, n) for m, n, _ in first] == [(m, n) for m, n, _ in second]
+    assert len({m for m, _, _ in first}) > 1  # the mix really has several lengths
+    assert all(a != b for (_, _, a), (_, _, b) in zip(first, second, strict=True))
+
+
 def test_engine_rules_refuse_what_vllm_refuses() -> None:
     small = Candidate("x", {"enable_chunked_prefill": False, "max_num_batched_tokens": 512})
     assert "must be at least max_model_len 4096" in (fit.engine_rules(small, 4096) or "")
@@ -108,11 +132,12 @@ def test_llama_slots_fit_the_workload() -> None:
             "--kv-unified-per-slot", "4096")  # fmt: skip
     prepared = cast(Prepared, SimpleNamespace(launch=SimpleNamespace(argv=argv)))
     chat = load_workload("chat")
-    space = {"axes": {"parallel": {"values": [8]}, "ctx_size": {"values": [512]}}}
-    current, eight, small = candidates_of(space, "llama-server")
+    space = {"axes": {"parallel": {"values": [8, 1]}, "ctx_size": {"values": [512]}}}
+    current, eight, one, small = candidates_of(space, "llama-server")
     assert fit.llama_slots(prepared, current, chat) == (
         None, "KV pool 16,384 tokens, 4 slots: 4 requests of 544 at once")  # fmt: skip
     assert "8 slots: 8 requests" in fit.llama_slots(prepared, eight, chat)[1]
+    assert "1 slot: 1 request of 544" in fit.llama_slots(prepared, one, chat)[1]
     reason, _ = fit.llama_slots(prepared, small, chat)
     assert reason == (
         "a slot holds 512 tokens (--ctx-size 512 over 4 slots); the workload's requests need 544"

@@ -50,7 +50,12 @@ def llama_slots(prepared: Prepared, candidate: Candidate, workload: Workload
         return (f"a slot holds {per_slot:,} tokens (--ctx-size {pool:,} over {slots} slots); "
                 f"the workload's requests need {longest:,}"), ""  # fmt: skip
     at_once = min(slots, pool // longest)
-    return None, f"KV pool {pool:,} tokens, {slots} slots: {at_once} requests of {longest} at once"
+    return None, (f"KV pool {pool:,} tokens, {_count(slots, 'slot')}: "
+                  f"{_count(at_once, 'request')} of {longest} at once")  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check(prepared: Prepared, candidate: Candidate, workload: Workload) -> tuple[str | None, str]:

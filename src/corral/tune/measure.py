@@ -30,14 +30,16 @@ def level_passes(level: dict[str, Any], objective: Objective) -> bool:
 
 
 async def workload_requests(counter: TokenCounter, endpoint: Endpoint, workload: Workload,
-                            n: int, seed: int) -> list[Request]:  # fmt: skip
-    """`n` requests drawn from the workload's shapes (seeded: the same for every candidate)."""
-    rng = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+                            n: int, *, seed: int, text_seed: int) -> list[Request]:  # fmt: skip
+    """`n` requests drawn from the workload's shapes. `seed` draws the shapes (lengths),
+    `text_seed` the prompts' words; both the same for every candidate."""
+    draw = random.Random(seed)  # noqa: S311  (reproducible load, not secrets)
+    words = random.Random(text_seed)  # noqa: S311
     prefix = shared_prefix(workload.shared_prefix) if workload.shared_prefix else ""
     weights = [s.weight for s in workload.shapes]
     out = []
-    for shape in rng.choices(workload.shapes, weights, k=n):
-        text, count = await fit_prompt(counter, shape.input, rng, chat=False, prefix=prefix)
+    for shape in draw.choices(workload.shapes, weights, k=n):
+        text, count = await fit_prompt(counter, shape.input, words, chat=False, prefix=prefix)
         payload = build_payload(endpoint, text, shape.output, ignore_eos=True, extra={})
         out.append(Request(payload, shape.output, count))
     return out
@@ -62,18 +64,23 @@ async def _level(runner: Runner, counter: TokenCounter, workload: Workload, leve
         offsets = [t / level for t in workload.arrivals]
         return "speed", await runner.schedule(offsets, replayed, warmup=1)
     n = workload.requests_at(level) + level
-    seed = level + 1000 * repeat
-    requests = await workload_requests(counter, runner.endpoint, workload, n, seed=seed)
+    # Every repeat sends the same lengths in the same order with new words: new words so
+    # the engine's prefix cache cannot serve a repeat; the same lengths so the spread
+    # between repeats is the machine's and the engine's, not a different draw of the mix
+    # (with three requests a level, one draw had 64-token prompts where another had 256).
+    requests = await workload_requests(counter, runner.endpoint, workload, n, seed=level,
+                                       text_seed=level + 1000 * repeat)  # fmt: skip
     return "concurrency", await runner.concurrency(level, requests, warmup=level)
 
 
 async def sweep(
     endpoint: Endpoint, workload: Workload, objective: Objective, repeat: int = 0
 ) -> list[dict[str, Any]]:
-    """Every level up to and including the first that breaks the SLO. Each repeat draws new
-    prompts (the same ones for every candidate): a repeat of the same prompts would be
-    served from the engine's prefix cache (seen here: llama-server's TTFT fell from 8-23 s
-    to 0.05-0.35 s in the second sweep, vLLM's from 0.5-1.5 s to 0.16-0.27 s)."""
+    """Every level up to and including the first that breaks the SLO. Each repeat sends
+    the same lengths with new prompt words (the same for every candidate): a repeat of the
+    same prompts would be served from the engine's prefix cache (seen here: llama-server's
+    TTFT fell from 8-23 s to 0.05-0.35 s in the second sweep, vLLM's from 0.5-1.5 s to
+    0.16-0.27 s)."""
     out: list[dict[str, Any]] = []
     settings = ServeSettings(slo=objective.slo)
     runner = Runner(endpoint)
