@@ -196,6 +196,12 @@ def test_verdict_calls_a_margin_inside_the_spread_a_tie() -> None:
         True,
         ["a", "b"],
     )
+    # `current` moved 20 % between its first and its last run: a 10 % win is a tie
+    moved = result.verdict([_outcome("current", 1.0, 0.03), _outcome("a", 1.1, 0.02),
+                            _outcome("current-again", 0.8, 0.02)])  # fmt: skip
+    assert (moved["winner"], moved["tie"], round(moved["drift"], 2)) == ("a", True, 0.2)
+    assert "current moved 20% between its first and last run" in result.summary_line(moved)
+    assert "current-again" not in moved["tied_with_winner"]
     far, near = _outcome("current", 0.0, None), _outcome("a", 0.0, None)
     far["miss_ratio"], near["miss_ratio"] = 3.0, 1.2
     none = result.verdict([far, near, _outcome("b", 0.0, None)])
@@ -282,7 +288,11 @@ def test_search_restarts_measures_records_and_restores(tmp_path: Path, ledger: L
         assert found[1] is not None
         assert "--ttft" not in _running_command(ledger)
         assert any(s.startswith("restore fake restarted") for s in said)
-        assert len(store.finished(ledger, tune_id)) == 4
+        # the four candidates, then `current` once more (its restart-to-restart drift)
+        assert "current-again" in store.finished(ledger, tune_id)
+        assert len(store.finished(ledger, tune_id)) == 5
+        assert by["current-again"]["status"] == "measured"
+        assert verdict["drift"] is not None
         summary = {"verdict": verdict, "candidates": outcomes}
         store.close_search(ledger, tune_id, "done", summary)
         report = render(collect(ledger, "fake"))

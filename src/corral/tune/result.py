@@ -11,14 +11,28 @@ from typing import Any
 import yaml
 
 from corral.errors import ConfigError
+from corral.tune.space import AGAIN, CURRENT
 
 DEFAULT_SPREAD = 0.05
 """assumed spread when a candidate was measured once (no run-to-run figure)"""
 
 
-def _noise(*outcomes: dict[str, Any]) -> float:
+def _noise(*outcomes: dict[str, Any], drift: float = 0.0) -> float:
+    """The larger spread of the outcomes, at least `drift` (current's restart-to-restart
+    change)."""
     found = [float(o["spread"]) for o in outcomes if o.get("spread") is not None]
-    return max(found, default=DEFAULT_SPREAD)
+    return max(max(found, default=DEFAULT_SPREAD), drift)
+
+
+def drift(outcomes: list[dict[str, Any]]) -> float | None:
+    """How far `current` moved between its first and its second run (`current-again`), as
+    a share of the larger: None unless both were measured."""
+    runs = {o["name"]: o for o in outcomes if o["status"] == "measured"}
+    first, again = runs.get(CURRENT.name), runs.get(AGAIN.name)
+    if first is None or again is None:
+        return None
+    a, b = float(first["goodput"]), float(again["goodput"])
+    return abs(a - b) / max(a, b) if max(a, b) > 0 else 0.0
 
 
 def _rank(o: dict[str, Any]) -> tuple[float, float]:
@@ -26,8 +40,11 @@ def _rank(o: dict[str, Any]) -> tuple[float, float]:
 
 
 def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Winner, margin over `current`, and whether that margin is a tie."""
-    measured = sorted((o for o in outcomes if o["status"] == "measured"), key=_rank, reverse=True)
+    """Winner, margin over `current`, and whether that margin is a tie: inside the larger
+    spread of the two, or inside `current`'s drift between its two runs."""
+    moved = drift(outcomes)
+    ranked = [o for o in outcomes if o["status"] == "measured" and o["name"] != AGAIN.name]
+    measured = sorted(ranked, key=_rank, reverse=True)
     if not measured:
         return {"winner": None, "note": "no candidate was measured"}
     best = measured[0]
@@ -36,25 +53,26 @@ def verdict(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         closest = "; ".join(f"{o['name']}: {o.get('miss')}" for o in nearest)
         return {"winner": None, "note": f"no candidate met the SLO; closest: {closest}",
                 "closest": [o["name"] for o in nearest]}  # fmt: skip
-    out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"]}
-    current = next((o for o in measured if o["name"] == "current"), None)
+    out: dict[str, Any] = {"winner": best["name"], "goodput": best["goodput"], "drift": moved}
+    current = next((o for o in measured if o["name"] == CURRENT.name), None)
     if current is best:
         current = measured[1] if len(measured) > 1 else None
         out["note"] = "the current settings won"
     if current is not None:
-        out |= _against(best, current, "")
+        out |= _against(best, current, "", moved or 0.0)
     runner_up = measured[1] if len(measured) > 1 else None
     if runner_up is not None and runner_up is not current:
-        out |= _against(best, runner_up, "runner_")
+        out |= _against(best, runner_up, "runner_", moved or 0.0)
     noise = max(out.get("noise", 0.0), out.get("runner_noise", 0.0))
     out["tied_with_winner"] = [o["name"] for o in measured if _within(o, best, noise)]
     return out
 
 
-def _against(best: dict[str, Any], other: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The winner's margin over `other`; a tie when inside the larger measured spread.
-    `other` meeting the SLO at no level: no margin, and not a tie."""
-    noise = _noise(best, other)
+def _against(best: dict[str, Any], other: dict[str, Any], prefix: str,
+             moved: float) -> dict[str, Any]:  # fmt: skip
+    """The winner's margin over `other`; a tie when inside the larger measured spread (or
+    `moved`, current's drift). `other` meeting the SLO at no level: no margin, no tie."""
+    noise = _noise(best, other, drift=moved)
     base = float(other["goodput"])
     margin = (float(best["goodput"]) - base) / base if base else None
     tie = margin is not None and margin <= noise
@@ -96,6 +114,8 @@ def summary_line(v: dict[str, Any]) -> str:
             text += ", " + _margin_words(v, prefix)
     if v.get("note"):
         text += f"; {v['note']}"
+    if v.get("drift") is not None:
+        text += f"; current moved {v['drift']:.0%} between its first and last run"
     return text
 
 

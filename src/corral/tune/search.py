@@ -3,6 +3,12 @@ pipeline (control/pipeline.py) with the candidate's settings as an override of t
 deployment, readiness, the measure; every outcome into the ledger as it lands (so an
 interrupted search resumes where it stopped); the original deployment restored at the end,
 on a budget stop, on an engine failure and on Ctrl-C/SIGTERM.
+
+`current` is measured first and, when the budget allows, once more at the end
+(`current-again`): repeats within one engine run do not see how much a restart and the
+minutes between two runs move the figures, and on a shared machine that is the larger
+noise (measured: the same settings 20 % apart in two searches an hour apart, each with an
+8 % spread between its own repeats). The verdict counts that drift as noise too.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from corral.errors import CorralError, EngineError
 from corral.recipes.prepare import Prepared
 from corral.tune import fit, store
 from corral.tune.measure import Repeats, measure
-from corral.tune.space import CURRENT, Candidate
+from corral.tune.space import AGAIN, CURRENT, Candidate
 from corral.tune.workload import Objective, Workload
 
 Measure = Callable[[Endpoint, Workload, Objective, Repeats], dict[str, Any]]
@@ -149,18 +155,21 @@ class Search:
     def _each(self, tune_id: int, planned: list[tuple[Candidate, str | None, str]],
               done: dict[str, dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:  # fmt: skip
         out_of_time = False
-        for index, (cand, reason, figures) in enumerate(planned):
+        plan = [*planned, (AGAIN, None, "the current settings again, after the others")]
+        for index, (cand, reason, figures) in enumerate(plan):
             if cand.name in done:
                 self.services.say("resume", f"{cand.name}: already {done[cand.name]['status']}")
                 outcomes.append(done[cand.name])
                 continue
+            if cand is AGAIN and not _comparable(outcomes):
+                continue  # nothing measured to compare `current` with: no second run
             if reason is not None:  # skips cost no time: recorded even past the budget
                 outcome = _skipped(cand, reason, figures)
-            elif out_of_time or not self._time_for_one(len(planned) - index):
+            elif out_of_time or not self._time_for_one(len(plan) - index):
                 out_of_time = True
                 continue
             else:
-                outcome = self._one(cand, figures, index, len(planned))
+                outcome = self._one(cand, figures, index, len(plan))
             store.record_candidate(self.services.ledger, tune_id, outcome)
             outcomes.append(outcome)
         return "budget" if out_of_time else "done"
@@ -207,6 +216,12 @@ class Search:
         except EngineError as exc:
             say("failed", f"restoring {name} failed: {exc.message}")
             raise
+
+
+def _comparable(outcomes: list[dict[str, Any]]) -> bool:
+    """`current` and at least one other candidate were measured."""
+    measured = {o["name"] for o in outcomes if o["status"] == "measured"}
+    return CURRENT.name in measured and len(measured) > 1
 
 
 def _skipped(cand: Candidate, reason: str, figures: str) -> dict[str, Any]:

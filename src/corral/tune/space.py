@@ -49,6 +49,8 @@ class Candidate:
 
 
 CURRENT = Candidate("current")
+AGAIN = Candidate("current-again")
+"""`current` measured once more after every other candidate (tune/search.py)."""
 
 
 def _axes(engine_space: dict[str, Any]) -> dict[str, Axis]:
