@@ -1,9 +1,10 @@
 """`corral tune` on the default model on the real llama-server (CPU build), through the
 CLI: a tiny workload, `current` and one measured candidate (two flags at once), one the
 planner rules out (a KV pool smaller than the workload's longest request), one the engine
-refuses (its own error line recorded); the deployment restored afterwards and the report's
-"Tuning" section written. Its own deployment and home: the session's llama-server
-(`llama_deployed`) is left alone. llama-server starts in about a second, so this is short.
+refuses (its own error line recorded), `current` again at the end; the deployment
+restored afterwards and the report's "Tuning" section written. Its own deployment and
+home: the session's llama-server (`llama_deployed`) is left alone. llama-server starts in
+about a second, so this is short.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def test_tune_llama_server(llama_binary: Path, tmp_path: Path) -> None:
         assert "32" in by["pool-too-small"]["reason"], by["pool-too-small"]
         assert by["typo"]["status"] == "failed"
         assert "--no-such-flag" in by["typo"]["reason"], by["typo"]
-        for name in ("current", "parallel2-batch256"):
+        for name in ("current", "parallel2-batch256", "current-again"):
             assert by[name]["status"] == "measured", by[name]
             assert by[name]["goodput"] > 0
             assert by[name]["decode_tok_s"] > 1

@@ -1,8 +1,9 @@
 """`corral tune` on the default model on the real vLLM CPU engine, through the CLI: a
 tiny workload, a short budget, `current` and one measured candidate (max_num_seqs and
 max_num_batched_tokens together, so one engine start covers both flags), two the planner
-rules out, one the engine refuses; the deployment restored afterwards. Three engine starts
-in all (the refused one ends in seconds): the shortest run that shows each outcome.
+rules out, one the engine refuses, and `current` once more at the end (its drift); the
+deployment restored afterwards. Four engine starts in all (the refused one ends in
+seconds): the shortest run that shows each outcome.
 
 Starts its own engines (the search restarts the deployment), so it holds `vllm_lock`.
 """
@@ -57,7 +58,8 @@ def test_tune_default_model(vllm_lock: None, default_model_path: Path, tmp_path:
         assert "'no-such-dtype' is not one the planner knows" in by["bad-dtype"]["reason"]
         assert by["typo"]["status"] == "failed"  # the engine's own error line
         assert "unrecognized arguments: --no-such-flag" in by["typo"]["reason"]
-        for name in ("current", "seqs4-batch512"):
+        assert summary["verdict"]["drift"] is not None  # current, then current-again
+        for name in ("current", "seqs4-batch512", "current-again"):
             assert by[name]["status"] == "measured", by[name]
             assert by[name]["goodput"] > 0
             assert by[name]["decode_tok_s"] > 1  # a real decode (4-30 tok/s seen here)

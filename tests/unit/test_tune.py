@@ -196,10 +196,17 @@ def test_verdict_calls_a_margin_inside_the_spread_a_tie() -> None:
         True,
         ["a", "b"],
     )
-    # `current` moved 20 % between its first and its last run: a 10 % win is a tie
+    # `current` moved 20 % between its first and its last run: its figure is the mean of
+    # the two (0.9), and a 22 % win over that is outside the drift
     moved = result.verdict([_outcome("current", 1.0, 0.03), _outcome("a", 1.1, 0.02),
                             _outcome("current-again", 0.8, 0.02)])  # fmt: skip
-    assert (moved["winner"], moved["tie"], round(moved["drift"], 2)) == ("a", True, 0.2)
+    assert (moved["winner"], round(moved["margin"], 2)) == ("a", 0.22)
+    assert (moved["tie"], round(moved["drift"], 2)) == (False, 0.2)
+    # the real run's shape: the winner's 26 % over current's first run is 11 % over the
+    # mean of both runs, inside the 21 % drift: a tie
+    real = result.verdict([_outcome("current", 4.99, 0.21), _outcome("b", 6.27, 0.0),
+                           _outcome("current-again", 6.29, 0.02)])  # fmt: skip
+    assert (real["winner"], real["tie"], round(real["margin"], 2)) == ("b", True, 0.11)
     assert "current moved 20% between its first and last run" in result.summary_line(moved)
     assert "current-again" not in moved["tied_with_winner"]
     far, near = _outcome("current", 0.0, None), _outcome("a", 0.0, None)
