@@ -29,6 +29,19 @@ def sse_event(obj: dict[str, Any]) -> bytes:
     return b"data: " + codec.dumps(obj) + b"\n\n"
 
 
+def client_chunk(obj: dict[str, Any], requested: str, *, wants_usage: bool) -> bytes:
+    """One decoded chat/completions chunk as the client gets it: its usage only if the
+    client asked (the usage-only chunk not at all), the strict-schema fixes, the model name
+    the client asked for."""
+    if not wants_usage and "usage" in obj:
+        if is_usage_chunk(obj):
+            return b""
+        del obj["usage"]
+    strict.conform(obj)
+    normalize(obj, requested)
+    return sse_event(obj)
+
+
 def error_event(status: int, message: str, code: str) -> bytes:
     """The event that ends a stream the gateway had to cut (engine hung or died)."""
     return sse_event(error_dict(status, message, code=code))
@@ -140,19 +153,13 @@ class SseRelay:
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if "usage" in obj:
             read_usage(obj, self.tokens)
-            if not self.wants_usage:
-                if is_usage_chunk(obj):
-                    return b""
-                del obj["usage"]
         if isinstance(obj.get("error"), dict):
             obj["error"].setdefault("source", "engine")
         elif has_reasoning_delta(obj):
             self.reasoning_chunks += 1
         if self.answer is not None:
             self.answer.feed(obj)
-        strict.conform(obj)
-        normalize(obj, self.requested)
-        return sse_event(obj)
+        return client_chunk(obj, self.requested, wants_usage=self.wants_usage)
 
     def cut(self, status: int, message: str, code: str) -> bytes:
         """The end of a stream the engine broke: an error event and [DONE], once."""

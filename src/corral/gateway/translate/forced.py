@@ -22,8 +22,7 @@ import json
 from typing import Any, Protocol
 
 from corral.gateway import limits, strict
-from corral.gateway.normalize import is_usage_chunk, normalize
-from corral.gateway.sse import DONE, error_event, sse_event
+from corral.gateway.sse import DONE, client_chunk, error_event
 from corral.gateway.translate.chat import field_error, new_id
 from corral.gateway.translate.relay import Writer
 
@@ -150,7 +149,7 @@ def _named_call(name: str, function: dict[str, Any]) -> dict[str, Any]:
 def _with_call(chunk: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
     """A copy of `chunk` whose choice carries only this tool-call delta."""
     choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
-    return {**chunk, "choices": [choice], "usage": None}
+    return {**{k: v for k, v in chunk.items() if k != "usage"}, "choices": [choice]}
 
 
 class Forced:
@@ -227,14 +226,8 @@ class ChatWriter:
         self.named = named
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
-        if not self.wants_usage or chunk.get("usage") is None:
-            if is_usage_chunk(chunk):
-                return b""
-            chunk.pop("usage", None)
         _finish_as_asked(chunk, self.named)
-        strict.conform(chunk)
-        normalize(chunk, self.requested)
-        return sse_event(chunk)
+        return client_chunk(chunk, self.requested, wants_usage=self.wants_usage)
 
     def finish(self) -> bytes:
         return DONE
